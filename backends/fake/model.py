@@ -1,0 +1,118 @@
+"""The fake cluster's state: StorPool volumes with tags and attachments, KVM hosts with their
+device-mapper devices, OnApp-like VMs for rehearsals, a virtual clock and a fault hook.
+
+It is saved to a folder so that separate command-line calls share one simulated cluster.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from xen2kvm.errors import InjectedFault
+
+from .sparse import SparseStore
+
+STATE_FILE = "cluster.pickle"
+DEFAULT_SYSCTL = {"dev.raid.speed_limit_min": 1000, "dev.raid.speed_limit_max": 200000}
+RAID_VERSION = (1, 15, 1)
+LINEAR_VERSION = (1, 4, 0)
+
+
+@dataclass
+class FakeVolume:
+    name: str
+    size_bytes: int
+    tags: dict[str, str] = field(default_factory=dict)
+    store: SparseStore = field(default_factory=SparseStore)
+    failing: bool = False  # writes fail with EIO, as on a full backing store
+
+
+@dataclass
+class RaidState:
+    total: int
+    legs: list[tuple[str, str]]
+    health: list[str]
+    done: int
+    action: str
+    rates: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class DmDev:
+    name: str
+    table: str
+    raid: Optional[RaidState] = None
+    open_count: int = 0
+
+
+@dataclass
+class HostState:
+    name: str
+    client_id: int
+    dm: dict[str, DmDev] = field(default_factory=dict)
+    sysctl: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_SYSCTL))
+    raid_version: tuple[int, ...] = RAID_VERSION
+
+
+@dataclass
+class SimVM:
+    name: str
+    hypervisor: str
+    disks: dict[str, str]  # disk identifier -> volume name
+    host: Optional[str] = None
+    running: bool = False
+    opened: list[str] = field(default_factory=list)  # device paths the "qemu" holds open
+
+
+@dataclass
+class Cluster:
+    volumes: dict[str, FakeVolume] = field(default_factory=dict)
+    attachments: dict[str, dict[str, str]] = field(default_factory=dict)
+    hosts: dict[str, HostState] = field(default_factory=dict)
+    vms: dict[str, SimVM] = field(default_factory=dict)
+    clock: float = 0.0
+    fault_at: Optional[int] = None
+    mutations: int = 0
+    generation: int = 0
+
+    def host(self, name: str) -> HostState:
+        if name not in self.hosts:
+            self.hosts[name] = HostState(name, len(self.hosts) + 1)
+        return self.hosts[name]
+
+    def mutate(self, call: str) -> None:
+        """Every state-changing call passes here first: the fault hook and the dirty mark."""
+        self.mutations += 1
+        if self.fault_at is not None and self.mutations >= self.fault_at:
+            k = self.mutations
+            self.fault_at = None
+            self.generation += 1  # the spent fault must be saved
+            raise InjectedFault(call, k)
+        self.generation += 1
+
+    def inject_fault(self, k: int) -> None:
+        """Fail the k-th mutating call from now on (1 = the next one)."""
+        self.mutations = 0
+        self.fault_at = k
+
+
+def load(state_dir: Path) -> Cluster:
+    path = Path(state_dir) / STATE_FILE
+    if not path.exists():
+        return Cluster()
+    with open(path, "rb") as f:
+        return pickle.load(f)
+
+
+def save(cluster: Cluster, state_dir: Path) -> None:
+    state_dir = Path(state_dir)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=state_dir, prefix=".cluster.")
+    with os.fdopen(fd, "wb") as f:
+        pickle.dump(cluster, f, protocol=4)
+    os.replace(tmp, state_dir / STATE_FILE)

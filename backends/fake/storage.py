@@ -1,0 +1,141 @@
+"""StorPool, modelled: the API's rules and error names (storage-facts section 1), in memory."""
+
+from __future__ import annotations
+
+from typing import Mapping, Optional
+
+from xen2kvm import naming
+from xen2kvm.backend import Volume
+from xen2kvm.errors import BackendError
+
+from .model import Cluster, FakeVolume
+
+
+def _err(name: str, descr: str) -> BackendError:
+    return BackendError(name, descr)
+
+
+class FakeStorage:
+    def __init__(self, cluster: Cluster):
+        self.c = cluster
+
+    # queries -----------------------------------------------------------------------------
+    def list_volumes(self) -> list[Volume]:
+        return [
+            Volume(v.name, v.size_bytes, dict(v.tags),
+                   tuple(sorted(self.c.attachments.get(v.name, {}))))
+            for v in sorted(self.c.volumes.values(), key=lambda v: v.name)
+        ]
+
+    # rules -------------------------------------------------------------------------------
+    def _get(self, name: str) -> FakeVolume:
+        if name not in self.c.volumes:
+            raise _err("objectDoesNotExist", f"volume {name} does not exist")
+        return self.c.volumes[name]
+
+    @staticmethod
+    def _check_name(name: str) -> None:
+        if not naming.NAME_RE.match(name) or len(name) >= 200 or name in naming.RESERVED:
+            raise _err("invalidParam", f"invalid volume name {name!r}")
+
+    @staticmethod
+    def _check_size(size: int, what: str = "size") -> None:
+        if size <= 0 or size % 512:
+            raise _err("invalidParam", f"{what} {size} is not a positive multiple of 512")
+
+    @staticmethod
+    def _check_tags(name: str, tags: Mapping[str, Optional[str]]) -> None:
+        for key, value in tags.items():
+            if not naming.TAG_NAME_RE.match(key) or not naming.TAG_VALUE_RE.match(value or ""):
+                raise _err("invalidParam", f"invalid tag {key}={value}")
+        if len(name) + sum(len(k) + 1 + len(v or "") for k, v in tags.items()) > 200:
+            raise _err("invalidParam", "volume name including tags exceeds 200 bytes")
+
+    def _busy(self, name: str, action: str) -> None:
+        hosts = self.c.attachments.get(name)
+        if hosts:
+            ids = ", ".join(str(self.c.host(h).client_id) for h in sorted(hosts))
+            raise _err("busy", f"cannot {action} {name}: volume is open at client {ids}")
+
+    # mutations ---------------------------------------------------------------------------
+    def create_volume(self, name: str, size_bytes: int, tags: Mapping[str, str]) -> None:
+        self._check_name(name)
+        self._check_size(size_bytes)
+        self._check_tags(name, tags)
+        self.c.mutate(f"volume {name} create")
+        if name in self.c.volumes:
+            raise _err("objectExists", f"volume {name} already exists")
+        self.c.volumes[name] = FakeVolume(name, size_bytes, dict(tags))
+
+    def clone_volume(self, name: str, source: str, tags: Mapping[str, str]) -> None:
+        self._check_name(name)
+        self._check_tags(name, tags)
+        self.c.mutate(f"volume {name} baseOn {source} create")
+        src = self._get(source)
+        if name in self.c.volumes:
+            raise _err("objectExists", f"volume {name} already exists")
+        self.c.volumes[name] = FakeVolume(name, src.size_bytes, dict(tags), src.store.copy())
+
+    def grow_volume(self, name: str, add_bytes: int) -> None:
+        self._check_size(add_bytes, "sizeAdd")
+        self.c.mutate(f"volume {name} update size +{add_bytes}")
+        self._get(name).size_bytes += add_bytes
+
+    def set_tags(self, name: str, tags: Mapping[str, Optional[str]]) -> None:
+        vol = self._get(name)
+        merged = {k: v for k, v in {**vol.tags, **tags}.items() if v}
+        self._check_tags(name, merged)
+        self._check_tags(name, tags)
+        self.c.mutate(f"volume {name} tag update")
+        vol.tags = merged
+
+    def rename_volume(self, name: str, new_name: str) -> None:
+        self._check_name(new_name)
+        vol = self._get(name)
+        self._check_tags(new_name, vol.tags)
+        self.c.mutate(f"volume {name} update rename {new_name}")
+        if new_name in self.c.volumes:
+            raise _err("objectExists", f"volume {new_name} already exists")
+        self._busy(name, "rename")
+        del self.c.volumes[name]
+        vol.name = new_name
+        self.c.volumes[new_name] = vol
+
+    def delete_volume(self, name: str) -> None:
+        self.c.mutate(f"volume {name} delete")
+        if name not in self.c.volumes:
+            return  # a crash may have deleted it already: the goal state holds
+        self._busy(name, "delete")
+        del self.c.volumes[name]
+        self.c.attachments.pop(name, None)
+
+    def attach(self, name: str, host: str) -> None:
+        self._get(name)
+        current = self.c.attachments.get(name, {})
+        if host in current:
+            return
+        if current:
+            self._busy(name, f"attach to client {self.c.host(host).client_id}")
+        self.c.mutate(f"attach volume {name} client {host}")
+        self.c.attachments.setdefault(name, {})[host] = "rw"
+
+    def detach(self, name: str, host: Optional[str] = None) -> None:
+        current = self.c.attachments.get(name, {})
+        hosts = [host] if host else sorted(current)
+        hosts = [h for h in hosts if h in current]
+        if not hosts:
+            return
+        for h in hosts:
+            for dev in self.c.host(h).dm.values():
+                if naming.volume_path(name) in dev.table.split():
+                    raise _err("busy", f"volume {name} is open at client "
+                                       f"{self.c.host(h).client_id} (dm {dev.name})")
+            for vm in self.c.vms.values():
+                if naming.volume_path(name) in vm.opened and vm.host == h:
+                    raise _err("busy", f"volume {name} is open at client "
+                                       f"{self.c.host(h).client_id} (VM {vm.name})")
+        self.c.mutate(f"detach volume {name}")
+        for h in hosts:
+            del current[h]
+        if not current:
+            self.c.attachments.pop(name, None)

@@ -1,0 +1,88 @@
+"""What the core needs from a cluster (StorageBackend) and from one KVM host (HostBackend).
+
+Queries run in dry-run too; every other method changes state and is only reached from a step
+that `-y` executes. Methods are idempotent where the contract says so, so a rerun after a crash
+completes what a half-finished step left.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping, Optional, Protocol, Sequence
+
+
+@dataclass(frozen=True)
+class Volume:
+    name: str
+    size_bytes: int
+    tags: Mapping[str, str] = field(default_factory=dict)
+    attached: tuple[str, ...] = ()  # host names this volume is attached to
+
+
+class StorageBackend(Protocol):
+    """Cluster-wide StorPool operations."""
+
+    def list_volumes(self) -> list[Volume]:
+        """All volumes with tags and attachments, in a constant number of calls."""
+
+    def create_volume(self, name: str, size_bytes: int, tags: Mapping[str, str]) -> None: ...
+
+    def clone_volume(self, name: str, source: str, tags: Mapping[str, str]) -> None:
+        """A copy-on-write copy of `source` (StorPool `baseOn`)."""
+
+    def grow_volume(self, name: str, add_bytes: int) -> None: ...
+
+    def set_tags(self, name: str, tags: Mapping[str, Optional[str]]) -> None:
+        """Set the given tags; a None value removes the tag. Others are left alone."""
+
+    def rename_volume(self, name: str, new_name: str) -> None: ...
+
+    def delete_volume(self, name: str) -> None:
+        """Delete a detached volume; deleting one already gone is success."""
+
+    def attach(self, name: str, host: str) -> None:
+        """Attach read-write to `host`; a no-op when it already is."""
+
+    def detach(self, name: str, host: Optional[str] = None) -> None:
+        """Detach from `host`, or from every host when None."""
+
+
+class HostBackend(Protocol):
+    """One KVM hypervisor: block devices, device-mapper, sysctls, the helper."""
+
+    name: str
+
+    def device_path(self, volume: str) -> str: ...
+
+    def read(self, path: str, offset: int, length: int) -> bytes: ...
+
+    def write(self, path: str, offset: int, data: bytes) -> None: ...
+
+    def first_difference(
+        self, path_a: str, offset_a: int, path_b: str, offset_b: int, length: int
+    ) -> Optional[int]:
+        """Offset (relative) of the first differing byte, or None when equal."""
+
+    def dm_tables(self) -> dict[str, str]:
+        """Every dm device on the host with its table."""
+
+    def dm_status(self, name: str) -> str: ...
+
+    def dm_targets(self) -> dict[str, tuple[int, ...]]: ...
+
+    def dm_create(self, name: str, table: str) -> None: ...
+
+    def dm_reload(self, name: str, table: str) -> None:
+        """Load the table, suspend, resume: the live swap."""
+
+    def dm_remove(self, name: str) -> None: ...
+
+    def sysctl_get(self, key: str) -> int: ...
+
+    def sysctl_set(self, key: str, value: int) -> None: ...
+
+    def run_helper(self, argv: Sequence[str], volume: str) -> None:
+        """Run the helper with the volume's block device path as last argument."""
+
+    def sleep(self, seconds: float) -> None:
+        """Let time pass (virtual on the fake)."""

@@ -1,0 +1,170 @@
+"""`xen2kvm`: the operator's command line (argparse at the edge, then plain calls)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shlex
+import sys
+from typing import Callable, Optional, Sequence
+
+from . import __version__, commands, dmtables
+from .context import Ctx, Options
+from .errors import UsageError, Xen2KvmError
+
+N_DOS, N_ALIGNED = 32, 2048
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2, as every other refusal
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+
+def common_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", default=os.environ.get("XEN2KVM_BACKEND", "storpool"),
+                   help="storpool (default) or fake; env XEN2KVM_BACKEND")
+    p.add_argument("--state", default=os.environ.get("XEN2KVM_STATE"),
+                   help="the fake cluster's folder; env XEN2KVM_STATE")
+    p.add_argument("--host", default=os.environ.get("XEN2KVM_HOST"),
+                   help="the KVM host this runs on (fake: its name; default kvm1)")
+    p.add_argument("-v", "--verbose", action="store_true", help="log every command to stderr")
+
+
+def _yes(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-y", "--yes", action="store_true", help="execute (default: dry-run)")
+
+
+def _rates(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--min-rate", type=int, metavar="KIB", help="per-array min_recovery_rate")
+    p.add_argument("--max-rate", type=int, metavar="KIB", help="per-array max_recovery_rate")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="xen2kvm", description="Move OnApp VM disks from XEN to KVM on StorPool.")
+    p.add_argument("--version", action="version", version=f"xen2kvm {__version__}")
+    common_options(p)
+    sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
+
+    c = sub.add_parser("clone", help="case-1: replace the KVM volume by a clone of the XEN one")
+    c.add_argument("-x", "--xen", required=True)
+    c.add_argument("-k", "--kvm", required=True)
+    c.add_argument("--vm", help="KVM VM id, to scope cleanup of the replaced volume")
+    _yes(c)
+    c = sub.add_parser("prepare", help="case-2 step 1: grow, partition, clone, tag (VM off)")
+    c.add_argument("-x", "--xen", required=True)
+    c.add_argument("-k", "--kvm", required=True)
+    c.add_argument("--no-dos", action="store_true", help="partition at 2048 instead of 32")
+    c.add_argument("--helper", help="program run on the clone's block device")
+    _yes(c)
+    c = sub.add_parser("assemble", help="power-on hook: linear + raid1 for the VM's disks")
+    c.add_argument("vm")
+    c.add_argument("--disk", action="append", nargs="+", required=True)
+    _rates(c)
+    _yes(c)
+    c = sub.add_parser("release", help="reboot hook: tear the VM's dm devices down")
+    c.add_argument("vm")
+    _yes(c)
+    c = sub.add_parser("sync", help="add the KVM leg, show progress, retag when in sync")
+    c.add_argument("vm", nargs="?")
+    _rates(c)
+    c.add_argument("--repair", action="store_true", help="rebuild a failed KVM leg")
+    c.add_argument("--wait", action="store_true", help="poll until in sync (with -y)")
+    c.add_argument("--interval", type=float, default=5.0)
+    _yes(c)
+    c = sub.add_parser("cleanup", help="delete the clones and metadata of migrated disks")
+    c.add_argument("vm", nargs="?")
+    _yes(c)
+    c = sub.add_parser("status", help="each disk's phase")
+    c.add_argument("vm", nargs="?")
+    c.add_argument("--json", action="store_true")
+    c = sub.add_parser("verify", help="byte-compare the XEN data with the KVM volume")
+    c.add_argument("-x", "--xen", required=True)
+    c.add_argument("-k", "--kvm", required=True)
+    c = sub.add_parser("tune", help="show or set dev.raid.speed_limit_{min,max} (KiB/s)")
+    c.add_argument("--min", type=int, dest="min_kib")
+    c.add_argument("--max", type=int, dest="max_kib")
+    c.add_argument("--reset", action="store_true", help="back to the kernel defaults")
+    _yes(c)
+    c = sub.add_parser("demo", help="rehearse both cases on an embedded fake cluster")
+    c.add_argument("--keep", metavar="DIR", help="leave the cluster state in DIR")
+    from . import sim
+
+    sim.add_parser(sub)
+    return p
+
+
+def _rates_of(args) -> dmtables.Rates:
+    return dmtables.Rates(getattr(args, "min_rate", None), getattr(args, "max_rate", None))
+
+
+def dispatch(ctx: Ctx, args) -> int:
+    cmd = args.cmd
+    if cmd == "clone":
+        return commands.clone(ctx, args.xen, args.kvm, args.vm)
+    if cmd == "prepare":
+        helper = shlex.split(args.helper) if args.helper else ()
+        return commands.prepare(ctx, args.xen, args.kvm, N_ALIGNED if args.no_dos else N_DOS,
+                                helper)
+    if cmd == "assemble":
+        disks = [d for group in args.disk for d in group]
+        return commands.assemble(ctx, args.vm, disks, _rates_of(args))
+    if cmd == "release":
+        return commands.release(ctx, args.vm)
+    if cmd == "sync":
+        return commands.sync(ctx, args.vm, _rates_of(args), args.repair, args.wait,
+                             args.interval)
+    if cmd == "cleanup":
+        return commands.cleanup(ctx, args.vm)
+    if cmd == "status":
+        return commands.status(ctx, args.vm, args.json)
+    if cmd == "verify":
+        return commands.verify(ctx, args.xen, args.kvm)
+    if cmd == "tune":
+        return commands.tune(ctx, args.min_kib, args.max_kib, args.reset)
+    from . import sim
+
+    return sim.dispatch(ctx, args)
+
+
+def guarded(prog: str, body: Callable[[], int]) -> int:
+    """Run a command body: a Xen2KvmError becomes one line on stderr and its exit code."""
+    try:
+        return body()
+    except Xen2KvmError as exc:
+        if os.environ.get("XEN2KVM_DEBUG"):
+            raise
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except ValueError as exc:  # bad sizes and numbers from the command line
+        if os.environ.get("XEN2KVM_DEBUG"):
+            raise
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def run_with_ctx(opts: Options, verbose: bool, action: Callable[[Ctx], int]) -> int:
+    if verbose:
+        logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
+    ctx = Ctx.open(opts)
+    try:
+        return action(ctx)
+    finally:
+        ctx.close()
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    def body() -> int:
+        args = build_parser().parse_args(argv)
+        if args.cmd == "demo":
+            from . import demo
+
+            return demo.run(args.keep)
+        opts = Options(args.backend, args.state, args.host, getattr(args, "yes", False))
+        return run_with_ctx(opts, args.verbose, lambda ctx: dispatch(ctx, args))
+
+    return guarded("xen2kvm", body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

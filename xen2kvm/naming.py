@@ -1,0 +1,141 @@
+"""Every StorPool and device-mapper name the tool derives, and the tags it owns.
+
+OnApp hands the tool disk identifiers; StorPool knows volumes. A disk identifier names the volume
+called exactly that, or the one whose name ends in ':<identifier>' (LVMSP prefixes names with a
+cluster part). The tool's own volumes (clones, metadata, replaced case-1 volumes) carry the tag
+`xen2kvm=<role>` and are never taken for an operator's disk.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Iterable, Mapping, Optional
+
+from .errors import NotFound, PlanError
+
+NAME_RE = re.compile(r"^[A-Za-z0-9_\-.:]+$")
+TAG_NAME_RE = re.compile(r"^[A-Za-z0-9_\-.:]+$")
+TAG_VALUE_RE = re.compile(r"^[A-Za-z0-9_\-.:]*$")
+VM_RE = re.compile(r"^[A-Za-z0-9_.:]+$")
+NAME_AND_TAGS_MAX = 200
+RESERVED = {"list", "status"}
+
+# Tags: `xen` on the KVM volume while it migrates, `vs` once done (both from the StorPool
+# knowledge-base procedure); the rest are this tool's bookkeeping on its own volumes.
+TAG_XEN = "xen"
+TAG_VS = "vs"
+TAG_ROLE = "xen2kvm"
+TAG_KVM = "kvm"
+TAG_N = "n"
+TAG_KVM_SECTORS = "ksz"
+TAG_HELPER = "helper"
+ROLE_CLONE = "clone"
+ROLE_META = "meta"
+ROLE_REPLACED = "replaced"
+OWN_ROLES = (ROLE_CLONE, ROLE_META, ROLE_REPLACED)
+
+CLONE_PREFIX = "xen-"
+DM_PREFIX = "xen2kvm-"
+DM_LINEAR_SUFFIX = "-lin"
+META_SIZE_BYTES = 4 * 1024 * 1024
+
+
+def check_volume_name(name: str, what: str = "volume name") -> str:
+    if not name or len(name) >= NAME_AND_TAGS_MAX or not NAME_RE.match(name) or name in RESERVED:
+        raise PlanError(
+            f"{what} {name!r} is not a valid StorPool name; use letters, digits and _ - . : "
+            f"(under {NAME_AND_TAGS_MAX} characters)"
+        )
+    return name
+
+
+def check_vm(vm: str) -> str:
+    if not vm or len(vm) > 64 or not VM_RE.match(vm):
+        raise PlanError(
+            f"VM identifier {vm!r} is not valid; use letters, digits and _ . : (no dashes)"
+        )
+    return vm
+
+
+def check_tags(volume: str, tags: Mapping[str, Optional[str]]) -> None:
+    for key, value in tags.items():
+        if not TAG_NAME_RE.match(key) or not TAG_VALUE_RE.match(value or ""):
+            raise PlanError(f"tag {key}={value} on {volume} has characters StorPool refuses")
+    total = len(volume) + sum(len(k) + 1 + len(v or "") for k, v in tags.items())
+    if total > NAME_AND_TAGS_MAX:
+        raise PlanError(
+            f"volume {volume} with its tags would be {total} bytes, over StorPool's "
+            f"{NAME_AND_TAGS_MAX}; use shorter volume names"
+        )
+
+
+def is_own(tags: Mapping[str, str]) -> bool:
+    return tags.get(TAG_ROLE) in OWN_ROLES
+
+
+def resolve(identifier: str, volumes: Iterable[tuple[str, Mapping[str, str]]]) -> str:
+    """The one operator volume an OnApp disk identifier names."""
+    check_volume_name(identifier, "disk identifier")
+    names = [n for n, tags in volumes if not is_own(tags)]
+    if identifier in names:
+        return identifier
+    hits = [n for n in names if n.endswith(":" + identifier)]
+    if not hits:
+        raise NotFound(f"no StorPool volume named {identifier} or *:{identifier}; check the id")
+    if len(hits) > 1:
+        raise PlanError(
+            f"disk identifier {identifier} is ambiguous ({', '.join(sorted(hits))}); "
+            "give the full volume name"
+        )
+    return hits[0]
+
+
+def disk_of(volume: str) -> str:
+    """The OnApp disk identifier inside a volume name."""
+    return volume.rsplit(":", 1)[-1]
+
+
+def clone_name(xen_volume: str) -> str:
+    return CLONE_PREFIX + xen_volume
+
+
+def xen_of_clone(clone: str) -> str:
+    return clone[len(CLONE_PREFIX):]
+
+
+def meta_names(kvm_volume: str) -> tuple[str, str]:
+    return (f"x2km0-{kvm_volume}", f"x2km1-{kvm_volume}")
+
+
+def replaced_name(kvm_volume: str) -> str:
+    return f"x2kold-{kvm_volume}"
+
+
+def dm_raid(vm: str, disk: str) -> str:
+    return f"{DM_PREFIX}{vm}-{disk}"
+
+
+def dm_linear(vm: str, disk: str) -> str:
+    return dm_raid(vm, disk) + DM_LINEAR_SUFFIX
+
+
+def parse_dm_name(name: str) -> Optional[tuple[str, str, bool]]:
+    """(vm, disk, is_linear) for a device this tool made, else None."""
+    if not name.startswith(DM_PREFIX):
+        return None
+    rest = name[len(DM_PREFIX):]
+    vm, sep, disk = rest.partition("-")
+    if not sep or not disk:
+        return None
+    linear = disk.endswith(DM_LINEAR_SUFFIX)
+    if linear:
+        disk = disk[: -len(DM_LINEAR_SUFFIX)]
+    return vm, disk, linear
+
+
+def volume_path(name: str) -> str:
+    return f"/dev/storpool/{name}"
+
+
+def mapper_path(name: str) -> str:
+    return f"/dev/mapper/{name}"

@@ -1,0 +1,360 @@
+"""Pure planning: a world snapshot and an intent in, an ordered list of steps out. Steps already
+done (read off tags, sizes and dm state) are left out, so a rerun completes a crashed run and
+never repeats a change (never grows twice)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+from . import dmtables, mbr
+from . import naming as nm
+from . import steps as s
+from .dmstatus import check_raid_target
+from .errors import PlanError
+from .units import SECTOR, bytes_to_sectors
+from .world import ASSEMBLED, SYNCED, SYNCING, Disk, World
+
+
+@dataclass
+class Plan:
+    steps: list[s.Step] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+    def add(self, *steps: s.Step) -> None:
+        self.steps.extend(steps)
+
+
+# case-1 ---------------------------------------------------------------------------------------
+def plan_clone(w: World, xen_id: str, kvm_id: str, vm: Optional[str] = None) -> Plan:
+    xen = w.resolve(xen_id)
+    if vm:
+        nm.check_vm(vm)
+    nm.check_volume_name(kvm_id, "disk identifier")
+    replaced = [v for v in w.own(nm.ROLE_REPLACED)
+                if nm.disk_of(v.tags.get(nm.TAG_KVM, "")) == nm.disk_of(kvm_id)
+                or v.tags.get(nm.TAG_KVM) == kvm_id]
+    if replaced:
+        kvm_name = replaced[0].tags[nm.TAG_KVM]
+        old = replaced[0]
+    else:
+        kvm_name = w.resolve(kvm_id).name
+        old = None
+    if kvm_name == xen.name:
+        raise PlanError("case-1 replaces the KVM volume by a clone of the XEN one: give two "
+                        "different disks (in-place mode is case-2: prepare -x D -k D)")
+    kvm = w.get(kvm_name)
+    w.refuse_attached(xen)
+    plan = Plan()
+    if old is None:  # nothing done yet
+        if kvm.tags.get(nm.TAG_XEN):
+            raise PlanError(f"a case-2 migration is in progress for {kvm.name} "
+                            f"(xen={kvm.tags[nm.TAG_XEN]}); finish or undo it first")
+        w.refuse_attached(kvm)
+        if xen.size_bytes > kvm.size_bytes:
+            raise PlanError(_too_big(xen, kvm.size_bytes))
+        old_name = nm.replaced_name(kvm.name)
+        tags = {nm.TAG_ROLE: nm.ROLE_REPLACED, nm.TAG_KVM: kvm.name}
+        if vm:
+            tags[nm.TAG_VS] = vm
+        nm.check_tags(old_name, {**kvm.tags, **tags})
+        if w.get(old_name):
+            raise PlanError(f"volume {old_name} exists already; rename or delete it first")
+        plan.add(s.SetTags(kvm.name, tags), s.RenameVolume(kvm.name, old_name))
+        want, kvm = kvm.size_bytes, None
+    else:
+        want = old.size_bytes
+        if kvm is not None and kvm.tags.get(nm.TAG_ROLE) == nm.ROLE_REPLACED:
+            w.refuse_attached(kvm)
+            plan.add(s.RenameVolume(kvm.name, old.name))
+            kvm = None
+        if kvm is not None and kvm.size_bytes >= want:
+            raise PlanError(f"{kvm_name} was already replaced by a clone of {xen.name} "
+                            f"(the old volume is {old.name}); nothing to do")
+    if kvm is None:
+        plan.add(s.CloneVolume(kvm_name, xen.name))
+        have = xen.size_bytes
+    else:
+        have = kvm.size_bytes
+    if have < want:
+        plan.add(s.GrowVolume(kvm_name, want - have))
+    plan.notes.append(f"case-1: {kvm_name} becomes a clone of {xen.name}; the old volume is kept "
+                      f"as {nm.replaced_name(kvm_name)} until cleanup")
+    return plan
+
+
+def _too_big(xen, room_bytes: int) -> str:
+    return (f"XEN disk {xen.name} ({xen.size_bytes} bytes) is larger than the KVM disk's room "
+            f"({room_bytes} bytes); grow the KVM disk in OnApp first")
+
+
+# case-2 prepare -------------------------------------------------------------------------------
+def plan_prepare(w: World, xen_id: str, kvm_id: str, n: int,
+                 helper: Sequence[str] = ()) -> Plan:
+    xen, kvm = w.resolve(xen_id), w.resolve(kvm_id)
+    inplace = xen.name == kvm.name
+    clone_name = nm.clone_name(xen.name)
+    meta0, meta1 = nm.meta_names(kvm.name)
+    if kvm.tags.get(nm.TAG_XEN):
+        d = w.disk_for_kvm(kvm.name)
+        phase = d.phase if d else "unknown"
+        raise PlanError(f"a migration is already in progress for {kvm.name} (phase {phase}, "
+                        f"xen={kvm.tags[nm.TAG_XEN]}); see `xen2kvm status`")
+    clone = w.get(clone_name)
+    if clone is not None:
+        t = clone.tags
+        if t.get(nm.TAG_ROLE) != nm.ROLE_CLONE or t.get(nm.TAG_KVM) != kvm.name:
+            raise PlanError(f"volume {clone_name} exists and is not this tool's clone for "
+                            f"{kvm.name}; rename or delete it first")
+        if t.get(nm.TAG_VS):
+            raise PlanError(f"{kvm.name} was already migrated from {xen.name} (clone tagged "
+                            f"vs={t[nm.TAG_VS]}); nothing to prepare")
+        if int(t.get(nm.TAG_N, 0)) != n:
+            flag = "without -c" if int(t.get(nm.TAG_N, 0)) == 32 else "with -c (--no-dos)"
+            raise PlanError(f"this prepare was started with N={t.get(nm.TAG_N)} sectors; "
+                            f"rerun it {flag}")
+        korig = int(t[nm.TAG_KVM_SECTORS])
+    else:
+        korig = bytes_to_sectors(kvm.size_bytes)
+    w.refuse_attached(xen, allow_local=clone is not None)
+    w.refuse_attached(kvm, allow_local=clone is not None)
+    xen_size = clone.size_bytes if (clone is not None and inplace) else xen.size_bytes
+    if clone is not None and clone.size_bytes != xen_size:
+        raise PlanError(f"the size of {xen.name} changed during the migration "
+                        f"({clone.size_bytes} -> {xen_size} bytes); start over")
+    if xen_size > korig * SECTOR:
+        raise PlanError(_too_big(xen, korig * SECTOR))
+    grown = (korig + n) * SECTOR
+    if kvm.size_bytes not in (korig * SECTOR, grown):
+        raise PlanError(f"the size of {kvm.name} changed during the migration ({kvm.size_bytes} "
+                        f"bytes, expected {korig * SECTOR} or {grown}); check it by hand")
+    xen_sectors = bytes_to_sectors(xen_size)
+    mbr.build(n, xen_sectors)  # refuses what a DOS label cannot hold, before any change
+    clone_tags = {nm.TAG_ROLE: nm.ROLE_CLONE, nm.TAG_KVM: kvm.name, nm.TAG_N: str(n),
+                  nm.TAG_KVM_SECTORS: str(korig), nm.TAG_HELPER: "ok", nm.TAG_VS: "x" * 64}
+    nm.check_tags(clone_name, clone_tags)  # room for every tag it will carry
+    plan = Plan()
+    host = w.host
+    if clone is None:
+        plan.add(s.CloneVolume(clone_name, xen.name, {
+            nm.TAG_ROLE: nm.ROLE_CLONE, nm.TAG_KVM: kvm.name, nm.TAG_N: str(n),
+            nm.TAG_KVM_SECTORS: str(korig)}))
+    for meta in (meta0, meta1):
+        existing = w.get(meta)
+        if existing is None:
+            plan.add(s.CreateVolume(meta, nm.META_SIZE_BYTES,
+                                    {nm.TAG_ROLE: nm.ROLE_META, nm.TAG_KVM: kvm.name}))
+        elif existing.tags.get(nm.TAG_KVM) != kvm.name:
+            raise PlanError(f"volume {meta} exists and is not this tool's; remove it first")
+    if inplace:
+        plan.add(s.Attach(clone_name, host), s.Attach(kvm.name, host),
+                 s.CheckClone(clone_name, kvm.name, n))
+    if kvm.size_bytes == korig * SECTOR:
+        plan.add(s.GrowVolume(kvm.name, n * SECTOR))
+    plan.add(s.Attach(kvm.name, host), s.WritePartitionTable(kvm.name, n, xen_sectors),
+             s.Detach(kvm.name, host))
+    if helper and not (clone is not None and clone.tags.get(nm.TAG_HELPER) == "ok"):
+        plan.add(s.Attach(clone_name, host), s.RunHelper(tuple(helper), clone_name),
+                 s.Detach(clone_name, host), s.SetTags(clone_name, {nm.TAG_HELPER: "ok"}))
+    elif inplace:
+        plan.add(s.Detach(clone_name, host))
+    plan.add(s.SetTags(kvm.name, {nm.TAG_XEN: clone_name}))
+    plan.steps = _dedupe_attach(plan.steps)
+    mode = "in-place " if inplace else ""
+    plan.notes.append(f"case-2 {mode}prepare: {kvm.name} grows by {n} sectors to {grown} bytes, "
+                      f"partition 1 = [{n}, {n + xen_sectors}) holds {xen.name} via {clone_name}")
+    return plan
+
+
+def _dedupe_attach(steps: list[s.Step]) -> list[s.Step]:
+    """Drop an Attach of a volume that an earlier step attached and nothing detached since."""
+    out, attached = [], set()
+    for st in steps:
+        if isinstance(st, s.Attach):
+            if st.name in attached:
+                continue
+            attached.add(st.name)
+        elif isinstance(st, s.Detach):
+            attached.discard(st.name)
+        out.append(st)
+    return out
+
+
+# power-on hook ----------------------------------------------------------------------------------
+def _tables(w: World, d: Disk, rates: dmtables.Rates) -> tuple[str, str, str, str]:
+    """(linear, one-leg raid, two-leg raid with rebuild 1, two-leg resume) for a disk."""
+    clone = w.volumes[d.clone]
+    x = bytes_to_sectors(clone.size_bytes)
+    total = d.n + x
+    dev = nm.volume_path
+    meta0, meta1 = (dev(m) for m in d.metas)
+    source = nm.mapper_path(d.linear)
+    lin = dmtables.linear(dev(d.kvm), d.n, dev(d.clone), x)
+    one = dmtables.raid1_one_leg(total, meta0, source)
+    rebuild = dmtables.raid1_two_legs(total, meta0, source, meta1, dev(d.kvm), rebuild=True,
+                                      leg1_has_superblock=False, rates=rates)
+    resume = dmtables.raid1_two_legs(total, meta0, source, meta1, dev(d.kvm), rebuild=False,
+                                     leg1_has_superblock=True, rates=rates)
+    return lin, one, rebuild, resume
+
+
+def _check_sizes(w: World, d: Disk) -> None:
+    kvm, clone = w.volumes.get(d.kvm), w.volumes[d.clone]
+    xen = w.volumes.get(d.xen)
+    want = (d.kvm_orig_sectors + d.n) * SECTOR
+    if kvm is None or kvm.size_bytes != want:
+        raise PlanError(f"the size of {d.kvm} changed during the migration "
+                        f"({kvm.size_bytes if kvm else 'gone'}, expected {want} bytes)")
+    if xen is not None and not d.inplace and xen.size_bytes != clone.size_bytes:
+        raise PlanError(f"the size of {d.xen} changed during the migration "
+                        f"({xen.size_bytes}, clone {clone.size_bytes} bytes); start over")
+
+
+def plan_assemble(w: World, vm: str, disk_ids: Sequence[str], targets,
+                  rates: dmtables.Rates = dmtables.Rates()) -> Plan:
+    nm.check_vm(vm)
+    plan = Plan()
+    for disk_id in disk_ids:
+        kvm = w.resolve(disk_id)
+        clone_name = kvm.tags.get(nm.TAG_XEN)
+        if not clone_name:
+            plan.add(s.Attach(kvm.name, w.host))
+            plan.notes.append(f"{vm} {disk_id}: not migrating; the VM uses "
+                              f"{nm.volume_path(kvm.name)} directly")
+            continue
+        d = w.disk_for_kvm(kvm.name)
+        if d is None or d.clone != clone_name:
+            raise PlanError(f"{kvm.name} is tagged xen={clone_name} but that clone is missing; "
+                            "restore it or remove the tag by hand")
+        if d.host and d.vm != vm:
+            raise PlanError(f"{kvm.name} is assembled for VM {d.vm} on this host already")
+        d.vm, d.disk = vm, disk_id
+        if d.raid in w.dm:
+            plan.notes.append(f"{vm} {disk_id}: already assembled as {nm.mapper_path(d.raid)}")
+            continue
+        _check_sizes(w, d)
+        check_raid_target(targets)
+        lin, one, _, resume = _tables(w, d, rates)
+        joined = w.volumes[d.metas[1]].tags.get("leg1") == "joined"
+        plan.add(*(s.Attach(v, w.host) for v in (d.kvm, d.clone, *d.metas)))
+        if d.linear not in w.dm:
+            plan.add(s.DmCreate(d.linear, lin))
+        plan.add(s.AssembleRaid(d.raid, one, resume if joined else None, nm.volume_path(d.metas[1])))
+        plan.notes.append(f"{vm} {disk_id}: the VM uses {nm.mapper_path(d.raid)}")
+    return plan
+
+
+# sync (-m) -----------------------------------------------------------------------------------
+def _vm_disks(w: World, vm: Optional[str]) -> dict[str, list[Disk]]:
+    by_vm: dict[str, list[Disk]] = {}
+    for d in w.disks():
+        if d.host and (vm is None or d.vm == vm):
+            by_vm.setdefault(d.vm or "", []).append(d)
+    return by_vm
+
+
+def plan_sync(w: World, vm: Optional[str], targets, rates: dmtables.Rates = dmtables.Rates(),
+              repair: bool = False) -> Plan:
+    if vm:
+        nm.check_vm(vm)
+    plan = Plan()
+    by_vm = _vm_disks(w, vm)
+    if not by_vm:
+        plan.notes.append(f"no disk of {'VM ' + vm if vm else 'any VM'} is assembled on "
+                          f"{w.host}; nothing to sync")
+        return plan
+    for vm_name, disks in sorted(by_vm.items()):
+        ready = []
+        for d in disks:
+            label = f"{vm_name} {d.disk}"
+            if d.phase in ("migrated",):
+                plan.notes.append(f"{label}: migrated; reboot the VM to use "
+                                  f"{nm.volume_path(d.kvm)} directly")
+                continue
+            _check_sizes(w, d)
+            _, _, rebuild, _ = _tables(w, d, rates)
+            st = d.status
+            if d.phase == ASSEMBLED:
+                check_raid_target(targets)
+                plan.add(s.SetTags(d.metas[1], {"leg1": "joined"}), s.DmReload(d.raid, rebuild))
+                plan.notes.append(f"{label}: adding {nm.volume_path(d.kvm)} as leg 1; the "
+                                  f"resync of {st.total} sectors starts")
+            elif st.failed_legs:
+                if repair:
+                    plan.add(s.DmReload(d.raid, rebuild))
+                    plan.notes.append(f"{label}: {d.problem}; rebuilding leg 1 from the start")
+                else:
+                    plan.failures.append(
+                        f"{label}: KVM {d.problem}; not retagging. Make room on the cluster "
+                        f"for {d.kvm}, then run `xen2kvm sync {vm_name} --repair -y`")
+            elif d.phase == SYNCING:
+                plan.notes.append(f"{label}: syncing {st.percent:.1f}% ({st.done}/{st.total} "
+                                  f"sectors, {st.action})")
+            elif d.phase == SYNCED:
+                plan.notes.append(f"{label}: in sync ({st.health} {st.done}/{st.total} "
+                                  f"{st.action})")
+                ready.append(d)
+        if ready and len(ready) == len([d for d in disks if d.phase != "migrated"]):
+            plan.add(*(s.CheckInSync(d.raid) for d in ready))
+            for d in ready:
+                others = ([] if d.inplace else [d.xen]) + [d.clone, *d.metas]
+                plan.add(*(s.SetTags(v, {nm.TAG_VS: vm_name}) for v in others))
+            plan.add(*(s.SetTags(d.kvm, {nm.TAG_XEN: None}) for d in ready))
+            plan.notes.append(f"{vm_name}: every disk is in sync; after the retag reboot the VM "
+                              "so it uses the KVM volumes directly")
+    return plan
+
+
+# release (reboot hook) ------------------------------------------------------------------------
+def plan_release(w: World, vm: str) -> Plan:
+    nm.check_vm(vm)
+    plan = Plan()
+    devices = w.vm_devices(vm)
+    if not devices:
+        plan.notes.append(f"VM {vm} has no xen2kvm devices on {w.host}; nothing to release")
+    for _, disk, raid in devices:
+        d = next((x for x in w.disks() if x.raid == raid), None)
+        plan.add(s.DmRemove(raid))
+        if nm.dm_linear(vm, disk) in w.dm:
+            plan.add(s.DmRemove(nm.dm_linear(vm, disk)))
+        if d is not None:
+            plan.add(*(s.Detach(v, w.host) for v in (d.clone, *d.metas)
+                       if w.host in w.volumes[v].attached))
+            plan.notes.append(f"{vm} {disk}: {d.phase}; after the reboot the VM uses "
+                              f"{nm.volume_path(d.kvm) if d.phase == 'migrated' else 'the raid1 again'}")
+    return plan
+
+
+# cleanup (-z) ----------------------------------------------------------------------------------
+def plan_cleanup(w: World, vm: Optional[str]) -> Plan:
+    if vm:
+        nm.check_vm(vm)
+    kvms = {v.tags.get(nm.TAG_KVM) for v in w.volumes.values() if nm.is_own(v.tags)}
+    plan = Plan()
+    victims = []
+    for v in sorted(w.volumes.values(), key=lambda v: v.name):
+        role, vs, kvm = v.tags.get(nm.TAG_ROLE), v.tags.get(nm.TAG_VS), v.tags.get(nm.TAG_KVM)
+        if role not in nm.OWN_ROLES or v.name in kvms or not kvm:
+            continue
+        if vm is not None and vs != vm:
+            continue
+        if vm is None and not vs and role != nm.ROLE_REPLACED:
+            continue
+        expected = {nm.ROLE_CLONE: None, nm.ROLE_META: nm.meta_names(kvm),
+                    nm.ROLE_REPLACED: (nm.replaced_name(kvm),)}[role]
+        if expected is not None and v.name not in expected:
+            continue
+        owner = w.get(kvm)
+        if role != nm.ROLE_REPLACED and owner is not None and owner.tags.get(nm.TAG_XEN):
+            raise PlanError(f"{v.name} belongs to {kvm}, which is still migrating "
+                            f"(xen={owner.tags[nm.TAG_XEN]}); finish the sync first")
+        w.refuse_attached(v)
+        if w.dm_using(v.name):
+            raise PlanError(f"{v.name} is used by dm device {w.dm_using(v.name)[0]}; "
+                            f"release the VM first")
+        victims.append(v.name)
+    plan.add(*(s.DeleteVolume(n) for n in victims))
+    if not victims:
+        plan.notes.append("nothing to clean up" + (f" for VM {vm}" if vm else ""))
+    return plan

@@ -1,0 +1,80 @@
+"""The one way external commands run: argument lists, a timeout, LC_ALL=C, a log line each,
+and a small flight recorder that is dumped when something fails."""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import shlex
+import subprocess
+import time
+from dataclasses import dataclass
+from typing import Deque, Optional, Sequence
+
+from .errors import CommandFailed
+
+log = logging.getLogger("xen2kvm.run")
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    argv: tuple[str, ...]
+    rc: int
+    stdout: str
+    stderr: str
+    seconds: float
+
+
+class Runner:
+    """Runs argv lists locally. Subclasses (SSH) keep the same signature and result type."""
+
+    def __init__(self, default_timeout: float = 600.0, secrets: Sequence[str] = ()):
+        self.default_timeout = default_timeout
+        self.secrets = [s for s in secrets if s]
+        self.recorder: Deque[CommandResult] = collections.deque(maxlen=32)
+
+    def redact(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        input: Optional[str] = None,
+        timeout: Optional[float] = None,
+        check: bool = True,
+    ) -> CommandResult:
+        argv = tuple(str(a) for a in argv)
+        log.info("Running: %s", self.redact(shlex.join(argv)))
+        env = dict(os.environ, LC_ALL="C")
+        start = time.monotonic()
+        try:
+            proc = subprocess.run(
+                list(argv),
+                input=input,
+                capture_output=True,
+                text=True,
+                timeout=timeout or self.default_timeout,
+                env=env,
+            )
+            result = CommandResult(argv, proc.returncode, proc.stdout, proc.stderr,
+                                   time.monotonic() - start)
+        except FileNotFoundError:
+            result = CommandResult(argv, 127, "", f"{argv[0]}: command not found", 0.0)
+        except subprocess.TimeoutExpired:
+            result = CommandResult(argv, 124, "", f"timed out after {timeout}s",
+                                   time.monotonic() - start)
+        self.recorder.append(result)
+        if result.rc != 0:
+            log.warning("exit %d: %s", result.rc, self.redact(result.stderr.strip()))
+            if check:
+                self.dump()
+                raise CommandFailed(argv, result.rc, self.redact(result.stderr))
+        return result
+
+    def dump(self) -> None:
+        for r in self.recorder:
+            log.debug("recorded: %s -> %d", self.redact(shlex.join(r.argv)), r.rc)

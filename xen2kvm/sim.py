@@ -1,0 +1,226 @@
+"""`xen2kvm --backend fake --state DIR sim …`: what OnApp, LVMSP and the guests do, on the fake
+cluster, so an operator can rehearse the procedure with the real commands."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import sys
+
+from . import commands
+from . import naming as nm
+from .context import Ctx
+from .errors import PlanError, UsageError
+from .units import MIB, parse_size
+
+BLOCK = 64 * 1024
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("sim", help="rehearsal commands for the fake cluster")
+    s = p.add_subparsers(dest="sim", required=True, parser_class=type(p))
+    c = s.add_parser("create-vm")
+    c.add_argument("vm")
+    c.add_argument("--hypervisor", choices=("xen", "kvm"), required=True)
+    c.add_argument("--disk", required=True, help="DISK:SIZE[,DISK:SIZE...]")
+    c.add_argument("--seed", type=int, default=1)
+    c = s.add_parser("power")
+    c.add_argument("power_state", choices=("on", "off"), metavar="on|off")
+    c.add_argument("vm")
+    for name, args in (("write", ("vm", "disk", "offset", "length")),
+                       ("read", ("vm", "disk", "offset", "length"))):
+        c = s.add_parser(name)
+        for a in args:
+            c.add_argument(a)
+        if name == "write":
+            c.add_argument("--seed", type=int, required=True)
+    c = s.add_parser("show")
+    c.add_argument("--json", action="store_true")
+    c = s.add_parser("tick", help="let virtual time pass")
+    c.add_argument("seconds", type=float)
+    c = s.add_parser("fail-volume", help="writes to the volume fail from now on (a full disk)")
+    c.add_argument("volume")
+    c = s.add_parser("heal-volume")
+    c.add_argument("volume")
+    c = s.add_parser("fault", help="fail the K-th mutating call from now on")
+    c.add_argument("k", type=int)
+    c = s.add_parser("kernel", help="set the raid target version a host reports")
+    c.add_argument("raid_version")
+
+
+def seeded(seed: int, length: int) -> bytes:
+    return random.Random(seed).randbytes(length)
+
+
+def xen_content(seed: int, size: int):
+    """Recognisable data: a labelled first MiB and 64 KiB blocks spread over the disk."""
+    first = min(size, MIB)
+    yield 0, (b"XEN2KVM-SIM" + bytes(5) + seeded(seed, first))[:first]
+    for i in range(1, 16):
+        off = (size * i // 16) // BLOCK * BLOCK
+        if off >= first and off + BLOCK <= size:
+            yield off, seeded(seed * 1000 + i, BLOCK)
+    if size >= 2 * MIB:
+        yield size - BLOCK, seeded(seed * 1000 + 99, BLOCK)
+
+
+def _fake(ctx: Ctx):
+    if not hasattr(ctx.backends, "cluster"):
+        raise UsageError("sim commands need --backend fake --state DIR")
+    return ctx.backends.cluster
+
+
+def _vm(cluster, name: str):
+    if name not in cluster.vms:
+        raise PlanError(f"no simulated VM {name}; create it with `sim create-vm`")
+    return cluster.vms[name]
+
+
+def device_of(ctx: Ctx, vm, disk: str) -> str:
+    if not vm.running:
+        raise PlanError(f"VM {vm.name} is powered off; `sim power on {vm.name}` first")
+    if disk not in vm.disks:
+        raise PlanError(f"VM {vm.name} has no disk {disk}")
+    host = ctx.backends.host_named(vm.host)
+    raid = nm.dm_raid(vm.name, disk)
+    if raid in host.state.dm:
+        return nm.mapper_path(raid)
+    return nm.volume_path(vm.disks[disk])
+
+
+def create_vm(ctx: Ctx, vm: str, hypervisor: str, disks: str, seed: int) -> int:
+    from xen2kvm.backends.fake.model import SimVM
+
+    cluster = _fake(ctx)
+    nm.check_vm(vm)
+    if vm in cluster.vms:
+        raise PlanError(f"VM {vm} exists already")
+    spec = []
+    for item in disks.split(","):
+        disk, _, size = item.partition(":")
+        nm.check_volume_name(disk, "disk identifier")
+        spec.append((disk, parse_size(size)))
+    for disk, size in spec:
+        ctx.storage.create_volume(disk, size, {})
+        if hypervisor == "xen":
+            host = ctx.host
+            ctx.storage.attach(disk, host.name)
+            for i, (off, data) in enumerate(xen_content(seed + len(cluster.vms) * 7, size)):
+                host.write(nm.volume_path(disk), off, data)
+            ctx.storage.detach(disk, host.name)
+    cluster.vms[vm] = SimVM(vm, hypervisor, {d: d for d, _ in spec})
+    ctx.say(f"created {hypervisor} VM {vm} with " + ", ".join(f"{d} ({s} bytes)" for d, s in spec))
+    return 0
+
+
+def power(ctx: Ctx, state: str, name: str) -> int:
+    cluster = _fake(ctx)
+    vm = _vm(cluster, name)
+    host = ctx.host
+    if state == "on":
+        if vm.running:
+            raise PlanError(f"VM {name} is running already")
+        vm.host = host.name
+        if vm.hypervisor == "kvm":
+            ctx.opts.yes = True  # the hook runs for real, as LVMSP runs it at power-on
+            commands.assemble(ctx, name, list(vm.disks))
+        else:
+            for vol in vm.disks.values():
+                ctx.storage.attach(vol, host.name)
+        vm.running = True
+        vm.opened = [device_of(ctx, vm, d) for d in vm.disks]
+        for path in vm.opened:
+            host.open_device(path, +1)
+    else:
+        if not vm.running:
+            raise PlanError(f"VM {name} is not running")
+        for path in vm.opened:
+            host.open_device(path, -1)
+        vm.opened, vm.running = [], False
+        cluster.generation += 1
+        if vm.hypervisor == "kvm":
+            ctx.opts.yes = True
+            commands.release(ctx, name)
+        for vol in vm.disks.values():
+            ctx.storage.detach(vol, host.name)
+    ctx.say(f"VM {name} powered {state} on {host.name}")
+    return 0
+
+
+def show(ctx: Ctx, as_json: bool) -> int:
+    cluster = _fake(ctx)
+    data = {
+        "clock": cluster.clock,
+        "volumes": [dataclasses.asdict(v) | {"allocated_bytes": cluster.volumes[v.name]
+                                              .store.allocated_bytes}
+                    for v in ctx.storage.list_volumes()],
+        "hosts": {h.name: {"dm": {n: {"table": d.table, "status":
+                                      ctx.backends.host_named(h.name).dm_status(n)}
+                                  for n, d in h.dm.items()}, "sysctl": h.sysctl}
+                  for h in cluster.hosts.values()},
+        "vms": {v.name: {"hypervisor": v.hypervisor, "disks": v.disks, "host": v.host,
+                         "running": v.running} for v in cluster.vms.values()},
+    }
+    if as_json:
+        ctx.say(json.dumps(data, indent=2))
+        return 0
+    ctx.say(f"virtual clock: {cluster.clock:.0f}s")
+    for v in data["volumes"]:
+        tags = " ".join(f"{k}={val}" for k, val in sorted(v["tags"].items()))
+        att = ",".join(v["attached"]) or "-"
+        ctx.say(f"volume {v['name']:<28} {v['size_bytes']:>14}  attached={att:<6} {tags}")
+    for hname, h in data["hosts"].items():
+        for n, d in h["dm"].items():
+            ctx.say(f"{hname} dm {n}: {d['status'].splitlines()[0]}")
+    for vname, vm in data["vms"].items():
+        ctx.say(f"vm {vname} ({vm['hypervisor']}) {'running on ' + vm['host'] if vm['running'] else 'off'}")
+    return 0
+
+
+def dispatch(ctx: Ctx, args) -> int:
+    cluster = _fake(ctx)
+    cmd = args.sim
+    if cmd == "create-vm":
+        return create_vm(ctx, args.vm, args.hypervisor, args.disk, args.seed)
+    if cmd == "power":
+        return power(ctx, args.power_state, args.vm)
+    if cmd in ("write", "read"):
+        vm = _vm(cluster, args.vm)
+        path = device_of(ctx, vm, args.disk)
+        host = ctx.backends.host_named(vm.host)
+        off, length = parse_size(args.offset), parse_size(args.length)
+        if cmd == "write":
+            host.write(path, off, seeded(args.seed, length))
+            ctx.say(f"wrote {length} bytes at {off} of {args.vm} {args.disk} via {path}")
+        else:
+            data = host.read(path, off, length)
+            out = getattr(ctx.out, "buffer", None) or sys.stdout.buffer
+            out.write(data)
+            out.flush()
+        return 0
+    if cmd == "show":
+        return show(ctx, args.json)
+    if cmd == "tick":
+        ctx.host.sleep(args.seconds)
+        ctx.say(f"virtual clock: {cluster.clock:.0f}s")
+        return 0
+    if cmd in ("fail-volume", "heal-volume"):
+        if args.volume not in cluster.volumes:
+            raise PlanError(f"no volume {args.volume}")
+        cluster.volumes[args.volume].failing = cmd == "fail-volume"
+        cluster.generation += 1
+        return 0
+    if cmd == "fault":
+        cluster.inject_fault(args.k)
+        cluster.generation += 1
+        return 0
+    from .dmstatus import parse_version
+
+    for h in cluster.hosts.values():
+        h.raid_version = parse_version(args.raid_version)
+    cluster.host(ctx.host.name).raid_version = parse_version(args.raid_version)
+    cluster.generation += 1
+    return 0
+
+

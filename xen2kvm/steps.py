@@ -1,0 +1,267 @@
+"""Steps as data. Each renders as the command an operator would type (the dry-run output) and
+executes through the backends; dry-run and `-y` walk the same list."""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Optional
+
+from . import mbr, naming
+from .dmstatus import SUPERBLOCK_MAGIC, parse_status
+from .errors import LegFailed, PlanError
+from .units import human
+
+
+def _tags(tags: Mapping[str, Optional[str]]) -> list[str]:
+    return [f"tag {k}={v or ''}" for k, v in tags.items()]
+
+
+def _heredoc(argv: list[str], text: str) -> str:
+    return f"{shlex.join(argv)} <<'EOF'\n{text}\nEOF"
+
+
+class Step:
+    def render(self) -> str:
+        raise NotImplementedError
+
+    def apply(self, ctx: Any) -> None:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class CloneVolume(Step):
+    name: str
+    source: str
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+    def render(self) -> str:
+        return " ".join(["storpool volume", self.name, "baseOn", self.source,
+                         *_tags(self.tags), "create"])
+
+    def apply(self, ctx) -> None:
+        ctx.storage.clone_volume(self.name, self.source, dict(self.tags))
+
+
+@dataclass(frozen=True)
+class CreateVolume(Step):
+    name: str
+    size_bytes: int
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+    def render(self) -> str:
+        return " ".join(["storpool volume", self.name, "size", human(self.size_bytes),
+                         *_tags(self.tags), "create"])
+
+    def apply(self, ctx) -> None:
+        ctx.storage.create_volume(self.name, self.size_bytes, dict(self.tags))
+
+
+@dataclass(frozen=True)
+class GrowVolume(Step):
+    name: str
+    add_bytes: int
+
+    def render(self) -> str:
+        return f"storpool volume {self.name} update size +{human(self.add_bytes)}"
+
+    def apply(self, ctx) -> None:
+        ctx.storage.grow_volume(self.name, self.add_bytes)
+
+
+@dataclass(frozen=True)
+class SetTags(Step):
+    name: str
+    tags: Mapping[str, Optional[str]]
+
+    def render(self) -> str:
+        return " ".join(["storpool volume", self.name, *_tags(self.tags), "update"])
+
+    def apply(self, ctx) -> None:
+        ctx.storage.set_tags(self.name, dict(self.tags))
+
+
+@dataclass(frozen=True)
+class RenameVolume(Step):
+    name: str
+    new_name: str
+
+    def render(self) -> str:
+        return f"storpool volume {self.name} update rename {self.new_name}"
+
+    def apply(self, ctx) -> None:
+        ctx.storage.rename_volume(self.name, self.new_name)
+
+
+@dataclass(frozen=True)
+class DeleteVolume(Step):
+    name: str
+
+    def render(self) -> str:
+        return f"storpool -B volume {self.name} delete {self.name}"
+
+    def apply(self, ctx) -> None:
+        ctx.storage.delete_volume(self.name)
+
+
+@dataclass(frozen=True)
+class Attach(Step):
+    name: str
+    host: str
+
+    def render(self) -> str:
+        return f"storpool attach volume {self.name} here"
+
+    def apply(self, ctx) -> None:
+        ctx.storage.attach(self.name, self.host)
+
+
+@dataclass(frozen=True)
+class Detach(Step):
+    name: str
+    host: str
+
+    def render(self) -> str:
+        return f"storpool detach volume {self.name} here"
+
+    def apply(self, ctx) -> None:
+        ctx.storage.detach(self.name, self.host)
+
+
+@dataclass(frozen=True)
+class WritePartitionTable(Step):
+    volume: str
+    start_sectors: int
+    size_sectors: int
+
+    def render(self) -> str:
+        script = (f"label: dos\nunit: sectors\n"
+                  f"start={self.start_sectors}, size={self.size_sectors}, type=83")
+        argv = ["sfdisk", "--no-reread", "--no-tell-kernel", naming.volume_path(self.volume)]
+        return _heredoc(argv, script)
+
+    def apply(self, ctx) -> None:
+        sector = mbr.build(self.start_sectors, self.size_sectors, self.volume)
+        ctx.host.write(ctx.host.device_path(self.volume), 0, sector)
+
+
+@dataclass(frozen=True)
+class CheckClone(Step):
+    """In-place mode: prove the clone holds the data before the original's first sector changes.
+    Sectors 1..N are compared: the MBR write touches only sector 0, so a rerun compares again."""
+
+    clone: str
+    original: str
+    n_sectors: int
+
+    def render(self) -> str:
+        return (f"cmp -i 512 -n {(self.n_sectors - 1) * 512} "
+                f"{naming.volume_path(self.clone)} {naming.volume_path(self.original)}")
+
+    def apply(self, ctx) -> None:
+        diff = ctx.host.first_difference(
+            ctx.host.device_path(self.clone), 512,
+            ctx.host.device_path(self.original), 512, (self.n_sectors - 1) * 512)
+        if diff is not None:
+            raise PlanError(f"clone {self.clone} differs from {self.original} at byte "
+                            f"{512 + diff}; not touching the original")
+
+
+@dataclass(frozen=True)
+class RunHelper(Step):
+    argv: tuple[str, ...]
+    volume: str
+
+    def render(self) -> str:
+        return shlex.join([*self.argv, naming.volume_path(self.volume)])
+
+    def apply(self, ctx) -> None:
+        ctx.host.run_helper(list(self.argv), self.volume)
+
+
+@dataclass(frozen=True)
+class DmCreate(Step):
+    name: str
+    table: str
+
+    def render(self) -> str:
+        return _heredoc(["dmsetup", "create", self.name], self.table)
+
+    def apply(self, ctx) -> None:
+        ctx.host.dm_create(self.name, self.table)
+
+
+@dataclass(frozen=True)
+class AssembleRaid(Step):
+    """Create the raid1. After leg 1 has joined once, its superblock records the copy's
+    progress and the two-leg table resumes without `rebuild`; that is read at run time."""
+
+    name: str
+    one_leg: str
+    resume: Optional[str]
+    meta1: str
+
+    def render(self) -> str:
+        return _heredoc(["dmsetup", "create", self.name], self.resume or self.one_leg)
+
+    def apply(self, ctx) -> None:
+        table = self.one_leg
+        if self.resume:
+            head = ctx.host.read(ctx.host.device_path(self.meta1), 0, 4)
+            if head == SUPERBLOCK_MAGIC:
+                table = self.resume
+            else:
+                ctx.say(f"{self.name}: leg 1 has no superblock yet; assembling one leg")
+        ctx.host.dm_create(self.name, table)
+
+
+@dataclass(frozen=True)
+class DmReload(Step):
+    name: str
+    table: str
+
+    def render(self) -> str:
+        return "\n".join([_heredoc(["dmsetup", "reload", self.name], self.table),
+                          f"dmsetup suspend {self.name}", f"dmsetup resume {self.name}"])
+
+    def apply(self, ctx) -> None:
+        ctx.host.dm_reload(self.name, self.table)
+
+
+@dataclass(frozen=True)
+class DmRemove(Step):
+    name: str
+
+    def render(self) -> str:
+        return f"dmsetup remove {self.name}"
+
+    def apply(self, ctx) -> None:
+        ctx.host.dm_remove(self.name)
+
+
+@dataclass(frozen=True)
+class CheckInSync(Step):
+    """Re-read the status just before retagging: only `AA`, done == total and idle count."""
+
+    name: str
+
+    def render(self) -> str:
+        return f"dmsetup status {self.name}   # must read AA, done == total, idle"
+
+    def apply(self, ctx) -> None:
+        st = parse_status(ctx.host.dm_status(self.name))
+        if not st.in_sync:
+            raise LegFailed(f"{self.name} is no longer in sync ({st.health} {st.done}/"
+                            f"{st.total} {st.action}); not retagging")
+
+
+@dataclass(frozen=True)
+class SysctlSet(Step):
+    key: str
+    value: int
+
+    def render(self) -> str:
+        return f"sysctl -w {self.key}={self.value}"
+
+    def apply(self, ctx) -> None:
+        ctx.host.sysctl_set(self.key, self.value)

@@ -1,0 +1,142 @@
+"""One snapshot of the world per invocation: volumes and tags, the local host's dm devices and
+their status. Every disk's phase is derived from it (ARCHITECTURE section 2); nothing is kept in
+a local state file, so a crashed run is finished by running the same command again."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from . import naming as nm
+from .backend import Volume
+from .dmstatus import RaidStatus, parse_status
+from .errors import PlanError
+
+UNPREPARED, PREPARED, ASSEMBLED, SYNCING, SYNCED = (
+    "unprepared", "prepared", "assembled", "syncing", "synced")
+MIGRATED, RELEASED, CLEANED = "migrated", "released", "cleaned"
+
+
+@dataclass
+class Disk:
+    """One disk under migration (case-2), derived from its clone and the KVM volume."""
+
+    kvm: str
+    xen: str
+    clone: str
+    n: int
+    kvm_orig_sectors: int
+    phase: str = UNPREPARED
+    vm: Optional[str] = None
+    disk: str = ""
+    status: Optional[RaidStatus] = None
+    problem: Optional[str] = None
+    host: Optional[str] = None
+
+    @property
+    def inplace(self) -> bool:
+        return self.xen == self.kvm
+
+    @property
+    def metas(self) -> tuple[str, str]:
+        return nm.meta_names(self.kvm)
+
+    @property
+    def raid(self) -> str:
+        return nm.dm_raid(self.vm or "", self.disk)
+
+    @property
+    def linear(self) -> str:
+        return nm.dm_linear(self.vm or "", self.disk)
+
+
+@dataclass
+class World:
+    volumes: dict[str, Volume]
+    host: str
+    dm: dict[str, str]
+    statuses: dict[str, RaidStatus] = field(default_factory=dict)
+
+    @classmethod
+    def read(cls, storage, host) -> World:
+        volumes = {v.name: v for v in storage.list_volumes()}
+        dm = host.dm_tables()
+        statuses = {}
+        for name, table in dm.items():
+            parsed = nm.parse_dm_name(name)
+            if parsed and not parsed[2] and " raid " in f" {table} ":
+                statuses[name] = parse_status(host.dm_status(name))
+        return cls(volumes, host.name, dm, statuses)
+
+    # lookups --------------------------------------------------------------------------------
+    def resolve(self, identifier: str) -> Volume:
+        name = nm.resolve(identifier, ((v.name, v.tags) for v in self.volumes.values()))
+        return self.volumes[name]
+
+    def get(self, name: str) -> Optional[Volume]:
+        return self.volumes.get(name)
+
+    def own(self, role: str) -> list[Volume]:
+        return [v for v in self.volumes.values() if v.tags.get(nm.TAG_ROLE) == role]
+
+    def dm_using(self, volume: str) -> list[str]:
+        path = nm.volume_path(volume)
+        return sorted(n for n, t in self.dm.items() if path in t.split())
+
+    def vm_devices(self, vm: Optional[str]) -> list[tuple[str, str, str]]:
+        """(vm, disk, raid name) of this tool's raid devices on the host, for one VM or all."""
+        out = []
+        for name in sorted(self.dm):
+            parsed = nm.parse_dm_name(name)
+            if parsed and not parsed[2] and (vm is None or parsed[0] == vm):
+                out.append((parsed[0], parsed[1], name))
+        return out
+
+    def refuse_attached(self, vol: Volume, allow_local: bool = False) -> None:
+        others = [h for h in vol.attached if not (allow_local and h == self.host)]
+        if others:
+            raise PlanError(
+                f"volume {vol.name} is attached to {', '.join(others)}: power the VM off "
+                "(or detach it) first"
+            )
+
+    # derived disks --------------------------------------------------------------------------
+    def disks(self) -> list[Disk]:
+        out = []
+        for clone in sorted(self.own(nm.ROLE_CLONE), key=lambda v: v.name):
+            t = clone.tags
+            d = Disk(kvm=t.get(nm.TAG_KVM, ""), xen=nm.xen_of_clone(clone.name),
+                     clone=clone.name, n=int(t.get(nm.TAG_N, "0")),
+                     kvm_orig_sectors=int(t.get(nm.TAG_KVM_SECTORS, "0")),
+                     vm=t.get(nm.TAG_VS), disk=nm.disk_of(t.get(nm.TAG_KVM, "")))
+            self._phase(d)
+            out.append(d)
+        return out
+
+    def disk_for_kvm(self, kvm: str) -> Optional[Disk]:
+        return next((d for d in self.disks() if d.kvm == kvm), None)
+
+    def _phase(self, d: Disk) -> None:
+        kvm = self.volumes.get(d.kvm)
+        clone = self.volumes[d.clone]
+        for vm, disk, raid in self.vm_devices(None):
+            if nm.volume_path(d.clone) in self.dm.get(nm.dm_linear(vm, disk), "").split():
+                d.vm, d.disk, d.host = vm, disk, self.host
+        migrating = kvm is not None and kvm.tags.get(nm.TAG_XEN) == d.clone
+        st = self.statuses.get(d.raid) if d.host else None
+        d.status = st
+        if st and st.failed_legs:
+            d.problem = (f"leg {','.join(map(str, st.failed_legs))} failed "
+                         f"(kernel: {st.health} {st.done}/{st.total} {st.action})")
+        if migrating:
+            if st is None:
+                d.phase = PREPARED
+            elif st.devices < 2:
+                d.phase = ASSEMBLED
+            else:
+                d.phase = SYNCED if st.in_sync else SYNCING
+        elif clone.tags.get(nm.TAG_VS):
+            d.phase = MIGRATED if d.host else RELEASED
+        else:
+            d.phase = UNPREPARED
+            d.problem = d.problem or "prepare did not finish: rerun the same prepare command"
