@@ -24,12 +24,12 @@ def prepare(ctx: Ctx, xen: str, kvm: str, n: int, helper: Sequence[str] = ()) ->
     return ctx.run(plans.plan_prepare(ctx.world(), xen, kvm, n, helper))
 
 
-def assemble(ctx: Ctx, vm: str, disks: Sequence[str], rates=dmtables.Rates()) -> int:
+def assemble(ctx: Ctx, vm: str, disks: Sequence[str], rates=dmtables.NO_RATES) -> int:
     w = ctx.world()
     return ctx.run(plans.plan_assemble(w, vm, disks, ctx.host.dm_targets(), rates))
 
 
-def sync(ctx: Ctx, vm: Optional[str], rates=dmtables.Rates(), repair: bool = False,
+def sync(ctx: Ctx, vm: Optional[str], rates=dmtables.NO_RATES, repair: bool = False,
          wait: bool = False, interval: float = 5.0, timeout: float = 86400.0) -> int:
     waited = 0.0
     while True:

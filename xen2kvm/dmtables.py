@@ -28,6 +28,9 @@ class Rates:
         return out
 
 
+NO_RATES = Rates()
+
+
 def linear(kvm_dev: str, n_sectors: int, clone_dev: str, clone_sectors: int) -> str:
     """[KVM sectors 0..N) followed by the whole clone: the disk as KVM must see it."""
     return (
@@ -36,7 +39,7 @@ def linear(kvm_dev: str, n_sectors: int, clone_dev: str, clone_sectors: int) -> 
     )
 
 
-def raid1_one_leg(total: int, meta0: str, source: str, rates: Rates = Rates()) -> str:
+def raid1_one_leg(total: int, meta0: str, source: str, rates: Rates = NO_RATES) -> str:
     params = ["0", *rates.params()]
     return f"0 {total} raid raid1 {len(params)} {' '.join(params)} 1 {meta0} {source}"
 
@@ -50,7 +53,7 @@ def raid1_two_legs(
     *,
     rebuild: bool,
     leg1_has_superblock: bool,
-    rates: Rates = Rates(),
+    rates: Rates = NO_RATES,
 ) -> str:
     """Leg 0 is the source view, leg 1 the KVM volume.
 

@@ -212,7 +212,7 @@ def _check_sizes(w: World, d: Disk) -> None:
 
 
 def plan_assemble(w: World, vm: str, disk_ids: Sequence[str], targets,
-                  rates: dmtables.Rates = dmtables.Rates()) -> Plan:
+                  rates: dmtables.Rates = dmtables.NO_RATES) -> Plan:
     nm.check_vm(vm)
     plan = Plan()
     for disk_id in disk_ids:
@@ -240,7 +240,8 @@ def plan_assemble(w: World, vm: str, disk_ids: Sequence[str], targets,
         plan.add(*(s.Attach(v, w.host) for v in (d.kvm, d.clone, *d.metas)))
         if d.linear not in w.dm:
             plan.add(s.DmCreate(d.linear, lin))
-        plan.add(s.AssembleRaid(d.raid, one, resume if joined else None, nm.volume_path(d.metas[1])))
+        plan.add(s.AssembleRaid(d.raid, one, resume if joined else None,
+                                nm.volume_path(d.metas[1])))
         plan.notes.append(f"{vm} {disk_id}: the VM uses {nm.mapper_path(d.raid)}")
     return plan
 
@@ -254,7 +255,7 @@ def _vm_disks(w: World, vm: Optional[str]) -> dict[str, list[Disk]]:
     return by_vm
 
 
-def plan_sync(w: World, vm: Optional[str], targets, rates: dmtables.Rates = dmtables.Rates(),
+def plan_sync(w: World, vm: Optional[str], targets, rates: dmtables.Rates = dmtables.NO_RATES,
               repair: bool = False) -> Plan:
     if vm:
         nm.check_vm(vm)
@@ -321,8 +322,8 @@ def plan_release(w: World, vm: str) -> Plan:
         if d is not None:
             plan.add(*(s.Detach(v, w.host) for v in (d.clone, *d.metas)
                        if w.host in w.volumes[v].attached))
-            plan.notes.append(f"{vm} {disk}: {d.phase}; after the reboot the VM uses "
-                              f"{nm.volume_path(d.kvm) if d.phase == 'migrated' else 'the raid1 again'}")
+            after = nm.volume_path(d.kvm) if d.phase == "migrated" else "the raid1 again"
+            plan.notes.append(f"{vm} {disk}: {d.phase}; after the reboot the VM uses {after}")
     return plan
 
 

@@ -106,7 +106,7 @@ def create_vm(ctx: Ctx, vm: str, hypervisor: str, disks: str, seed: int) -> int:
         if hypervisor == "xen":
             host = ctx.host
             ctx.storage.attach(disk, host.name)
-            for i, (off, data) in enumerate(xen_content(seed + len(cluster.vms) * 7, size)):
+            for off, data in xen_content(seed + len(cluster.vms) * 7, size):
                 host.write(nm.volume_path(disk), off, data)
             ctx.storage.detach(disk, host.name)
     cluster.vms[vm] = SimVM(vm, hypervisor, {d: d for d, _ in spec})
@@ -174,7 +174,8 @@ def show(ctx: Ctx, as_json: bool) -> int:
         for n, d in h["dm"].items():
             ctx.say(f"{hname} dm {n}: {d['status'].splitlines()[0]}")
     for vname, vm in data["vms"].items():
-        ctx.say(f"vm {vname} ({vm['hypervisor']}) {'running on ' + vm['host'] if vm['running'] else 'off'}")
+        where = "running on " + vm["host"] if vm["running"] else "off"
+        ctx.say(f"vm {vname} ({vm['hypervisor']}) {where}")
     return 0
 
 

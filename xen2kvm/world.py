@@ -119,7 +119,7 @@ class World:
     def _phase(self, d: Disk) -> None:
         kvm = self.volumes.get(d.kvm)
         clone = self.volumes[d.clone]
-        for vm, disk, raid in self.vm_devices(None):
+        for vm, disk, _ in self.vm_devices(None):
             if nm.volume_path(d.clone) in self.dm.get(nm.dm_linear(vm, disk), "").split():
                 d.vm, d.disk, d.host = vm, disk, self.host
         migrating = kvm is not None and kvm.tags.get(nm.TAG_XEN) == d.clone

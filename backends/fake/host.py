@@ -125,7 +125,7 @@ class FakeHost:
 
     def _check_table(self, table: str) -> Optional[RaidState]:
         if " raid " not in f" {table} ":
-            for start, n, target, off in dmtables.parse_linear(table):
+            for _, n, target, off in dmtables.parse_linear(table):
                 if (off + n) * 512 > self.size(target):
                     raise DeviceError("EINVAL", f"{target} too small for linear segment")
             return None
