@@ -241,7 +241,7 @@ def plan_assemble(w: World, vm: str, disk_ids: Sequence[str], targets,
         if d.linear not in w.dm:
             plan.add(s.DmCreate(d.linear, lin))
         plan.add(s.AssembleRaid(d.raid, one, resume if joined else None,
-                                nm.volume_path(d.metas[1])))
+                                d.metas[1]))
         plan.notes.append(f"{vm} {disk_id}: the VM uses {nm.mapper_path(d.raid)}")
     return plan
 

@@ -98,7 +98,7 @@ def create_vm(ctx: Ctx, vm: str, hypervisor: str, disks: str, seed: int) -> int:
         raise PlanError(f"VM {vm} exists already")
     spec = []
     for item in disks.split(","):
-        disk, _, size = item.partition(":")
+        disk, _, size = item.rpartition(":")
         nm.check_volume_name(disk, "disk identifier")
         spec.append((disk, parse_size(size)))
     for disk, size in spec:

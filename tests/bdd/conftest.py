@@ -1,0 +1,354 @@
+"""Step definitions. They drive the tool through its command lines and assert on observable
+state (volume bytes, tags, sizes, dm tables and status) read back through the rig."""
+
+from __future__ import annotations
+
+import re
+import stat
+import sys
+
+import pytest
+from pytest_bdd import given, parsers, then, when
+
+from xen2kvm import mbr
+from xen2kvm.dmstatus import parse_status
+from xen2kvm.naming import dm_raid
+from xen2kvm.units import SECTOR, parse_size
+
+
+@pytest.fixture
+def before(rig):
+    """The world's fingerprint before the latest command (for "nothing changed")."""
+    return {"fp": rig.fingerprint()}
+
+
+def _n_of(rig, volume: str) -> int:
+    parts = mbr.parse(rig.read_volume(volume, 0, SECTOR))
+    assert parts, f"{volume} has no partition table"
+    return parts[0].start_sectors
+
+
+def _offset(rig, disk: str, where: str) -> int:
+    """'partition offset 4K' is relative to partition 1; 'offset 4K' is raw."""
+    kind, _, value = where.rpartition(" ")
+    base = _n_of(rig, disk) * SECTOR if kind.strip() == "partition offset" else 0
+    return base + parse_size(value)
+
+
+# Given ---------------------------------------------------------------------------------------
+@given(parsers.parse('a {hv} VM "{vm}" with disk "{disk}" of {size}'))
+def create_vm(rig, hv, vm, disk, size):
+    rig.ok(f"xen2kvm sim create-vm {vm} --hypervisor {hv.lower()} --disk {disk}:{size}")
+    if hv == "XEN":
+        rig.xen_data[disk] = rig.read_volume(disk, 0, parse_size(size))
+
+
+@given(parsers.parse('volumes "{names}" of {size} each'))
+@given(parsers.parse('a volume "{names}" of {size}'))
+def create_volumes(rig, names, size):
+    for name in names.split(","):
+        rig.ok(f"xen2kvm sim create-vm x{abs(hash(name)) % 10**6} --hypervisor xen "
+               f"--disk {name}:{size}")
+
+
+@given(parsers.parse("the resync speed is limited to {kib:d} KiB/s"))
+def limit_speed(rig, kib):
+    rig.ok(f"xen2kvm tune --max {kib} -y")
+
+
+@given(parsers.parse('disk "{xen}" is prepared for "{kvm}" and VM "{vm}" runs'))
+def prepared_and_running(rig, xen, kvm, vm):
+    rig.ok(f"xen2kvmDisk -y -x {xen} -k {kvm}")
+    rig.ok(f"xen2kvm sim power on {vm}")
+
+
+@given(parsers.parse('disk "{xen}" is migrated to "{kvm}" of VM "{vm}"'))
+def migrated(rig, xen, kvm, vm):
+    prepared_and_running(rig, xen, kvm, vm)
+    rig.ok(f"xen2kvm sync {vm} --wait -y")
+    rig.ok(f"xen2kvm sim power off {vm}")
+
+
+@given(parsers.parse('VM "{vm}" is moved to a KVM hypervisor'))
+def move_to_kvm(rig, vm):
+    b = rig.backends()
+    b.cluster.vms[vm].hypervisor = "kvm"
+    b.cluster.generation += 1
+    b.close()
+
+
+@given(parsers.parse('VM "{vm}" is powered on'))
+@when(parsers.parse('VM "{vm}" is powered on'))
+def power_on(rig, vm):
+    rig.ok(f"xen2kvm sim power on {vm}")
+
+
+@when(parsers.parse('VM "{vm}" is powered off'))
+def power_off(rig, vm):
+    rig.ok(f"xen2kvm sim power off {vm}")
+
+
+def _helper(rig, tmp_path, body: str) -> None:
+    path = tmp_path / f"helper{len(rig.vars)}.py"
+    path.write_text(f"#!{sys.executable}\nimport sys\n{body}\n")
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    rig.vars["helper"] = str(path)
+
+
+@given(parsers.parse('a helper that writes "{text}" at byte {offset:d} of its device'))
+def helper_writes(rig, tmp_path, text, offset):
+    _helper(rig, tmp_path, f"with open(sys.argv[1], 'r+b') as f:\n"
+                           f"    f.seek({offset})\n    f.write({text.encode()!r})")
+
+
+@given(parsers.parse('a helper that fails with "{message}"'))
+def helper_fails(rig, tmp_path, message):
+    _helper(rig, tmp_path, f"sys.exit({message!r})")
+
+
+@given(parsers.parse("the host's dm raid target reports version {version}"))
+def raid_version(rig, version):
+    rig.set_raid_version(version)
+
+
+@given("another xen2kvm run holds the host lock", target_fixture="lock")
+def hold_lock(rig, request):
+    cm = rig.holding_lock()
+    cm.__enter__()
+    request.addfinalizer(lambda: cm.__exit__(None, None, None))
+    return cm
+
+
+# When ----------------------------------------------------------------------------------------
+@when(parsers.parse('I run "{command}"'))
+def run_command(rig, before, command):
+    before["fp"] = rig.fingerprint()
+    rig.run(command)
+
+
+@when(parsers.parse('the guest of VM "{vm}" writes {length} bytes at {where} of disk "{disk}" '
+                    "with seed {seed:d}"))
+def guest_write(rig, vm, length, where, disk, seed):
+    from xen2kvm.sim import seeded
+
+    offset = _offset(rig, disk, where)
+    size = parse_size(length)
+    rig.ok(f"xen2kvm sim write {vm} {disk} {offset} {size} --seed {seed}")
+    rig.writes.append((vm, disk, offset, seeded(seed, size)))
+
+
+@when("the resync advances")
+def resync_advances(rig):
+    rig.advance(2)
+
+
+@when(parsers.parse('the resync of disk "{disk}" finishes'))
+def resync_finishes(rig, disk):
+    for _ in range(10000):
+        st = _status(rig, disk)
+        if st.in_sync or st.failed_legs:
+            return
+        rig.advance(5)
+    raise AssertionError(f"resync of {disk} never finished")
+
+
+@when(parsers.parse('volume "{volume}" is grown by {size} behind the tool\'s back'))
+def grow_behind(rig, volume, size):
+    rig.grow_behind_back(volume, parse_size(size))
+
+
+@when(parsers.parse('the metadata of leg 1 of disk "{disk}" is wiped'))
+def wipe_meta(rig, disk):
+    rig.wipe(f"x2km1-{disk}", 4096)
+
+
+@when(parsers.parse('the KVM volume "{volume}" runs out of space'))
+def out_of_space(rig, volume):
+    rig.set_failing(volume, True)
+
+
+@when(parsers.parse('the KVM volume "{volume}" has room again'))
+def room_again(rig, volume):
+    rig.set_failing(volume, False)
+
+
+# Then ----------------------------------------------------------------------------------------
+@then("the command succeeds")
+def succeeds(rig):
+    assert rig.last.rc == 0, rig.last
+
+
+@then(parsers.parse('the command fails with "{message}"'))
+def fails_with(rig, message):
+    assert rig.last.rc != 0, rig.last
+    assert message in rig.last.err, rig.last
+
+
+@then(parsers.parse('the command is refused with "{message}"'))
+def refused(rig, before, message):
+    fails_with(rig, message)
+    lines = [line for line in rig.last.err.splitlines() if line.strip()]
+    assert len(lines) == 1, f"expected one error line, got {lines}"
+    assert rig.fingerprint() == before["fp"], "a refused command changed the world"
+
+
+@then("nothing changed")
+def nothing_changed(rig, before):
+    assert rig.fingerprint() == before["fp"]
+
+
+@then(parsers.parse('the output contains "{text}"'))
+def output_contains(rig, text):
+    assert text in rig.last.out, rig.last
+
+
+def _progress(rig, disk: str) -> float:
+    m = re.search(rf"{re.escape(disk)}: syncing ([\d.]+)%", rig.last.out)
+    assert m, rig.last
+    return float(m.group(1))
+
+
+@then(parsers.parse('the output shows progress of disk "{disk}"'))
+def shows_progress(rig, disk):
+    pct = _progress(rig, disk)
+    assert 0 < pct < 100
+    rig.vars["progress"] = str(pct)
+
+
+@then(parsers.parse('the output shows more progress of disk "{disk}"'))
+def shows_more_progress(rig, disk):
+    assert _progress(rig, disk) > float(rig.vars["progress"])
+
+
+@then(parsers.parse('volume "{name}" exists'))
+def exists(rig, name):
+    assert name in rig.volumes()
+
+
+@then(parsers.parse('volume "{name}" does not exist'))
+def not_exists(rig, name):
+    assert name not in rig.volumes()
+
+
+@then(parsers.parse('volume "{name}" has tag "{key}" = "{value}"'))
+def has_tag(rig, name, key, value):
+    assert rig.volumes()[name].tags.get(key) == value, rig.volumes()[name]
+
+
+@then(parsers.parse('volume "{name}" has no tag "{key}"'))
+def has_no_tag(rig, name, key):
+    assert key not in rig.volumes()[name].tags, rig.volumes()[name]
+
+
+@then(parsers.parse('volume "{name}" is {size} plus {n:d} sectors'))
+def size_is(rig, name, size, n):
+    assert rig.volumes()[name].size_bytes == parse_size(size) + n * SECTOR
+
+
+@then(parsers.parse('volume "{name}" has one Linux partition starting at sector {start:d} '
+                    "holding {count:d} sectors"))
+def partition(rig, name, start, count):
+    parts = mbr.parse(rig.read_volume(name, 0, SECTOR))
+    assert parts == [mbr.Partition(start, count, 0x83)], parts
+
+
+@then(parsers.parse('volume "{a}" holds the same bytes as volume "{b}"'))
+def same_bytes(rig, a, b):
+    va, vb = rig.volumes()[a], rig.volumes()[b]
+    size = max(va.size_bytes, vb.size_bytes)
+    assert rig.read_volume(a, 0, size) == rig.read_volume(b, 0, size)
+
+
+def _expected(rig, xen: str, kvm: str, start: int) -> bytes:
+    data = bytearray(rig.xen_data[xen])
+    for _vm, disk, offset, blob in rig.writes:
+        if disk == kvm and offset >= start:
+            data[offset - start: offset - start + len(blob)] = blob
+    return bytes(data)
+
+
+@then(parsers.parse('volume "{kvm}" holds the XEN data of "{xen}" plus every guest write '
+                    "from {where}"))
+def holds_xen_plus_writes(rig, kvm, xen, where):
+    kind, _, value = where.partition(" ")
+    start = int(value) * SECTOR if kind == "sector" else parse_size(value)
+    want = _expected(rig, xen, kvm, start)
+    got = rig.read_volume(kvm, start, len(want))
+    if got != want:
+        first = next(i for i in range(len(want)) if got[i] != want[i])
+        raise AssertionError(f"{kvm} differs from the expected data at byte {first}")
+
+
+@then(parsers.parse('VM "{vm}" sees the XEN data of "{xen}" on disk "{disk}" from sector {n:d}'))
+def vm_sees(rig, vm, xen, disk, n):
+    want = rig.xen_data[xen]
+    r = rig.ok(f"xen2kvm sim read {vm} {disk} {n * SECTOR} {len(want)}")
+    assert r.data == want
+
+
+@then(parsers.parse('VM "{vm}" uses volume "{volume}" directly'))
+def uses_directly(rig, vm, volume):
+    assert rig.vm_device(vm, volume) == f"/dev/storpool/{volume}"
+
+
+@then(parsers.parse('volume "{name}" has "{text}" at byte {offset:d}'))
+def has_text(rig, name, text, offset):
+    assert rig.read_volume(name, offset, len(text)) == text.encode()
+
+
+@then(parsers.parse('volume "{name}" does not have "{text}" at byte {offset:d}'))
+def has_not_text(rig, name, text, offset):
+    assert rig.read_volume(name, offset, len(text)) != text.encode()
+
+
+def _raid_name(rig, disk: str) -> str:
+    names = [n for n in rig.dm_tables() if n.endswith(f"-{disk}") and n.startswith("xen2kvm-")]
+    assert len(names) == 1, rig.dm_tables()
+    return names[0]
+
+
+def _status(rig, disk: str):
+    return parse_status(rig.dm_status(_raid_name(rig, disk)))
+
+
+@then(parsers.parse('disk "{disk}" is in phase "{phase}"'))
+def in_phase(rig, disk, phase):
+    r = rig.ok("xen2kvm status --json")
+    import json
+
+    rows = [row for row in json.loads(r.out) if row["disk"] == disk]
+    assert rows and rows[0]["phase"] == phase, rows
+
+
+@then(parsers.parse('the raid1 table of disk "{disk}" contains "{text}"'))
+def table_contains(rig, disk, text):
+    assert f" {text} " in f" {rig.dm_tables()[_raid_name(rig, disk)]} "
+
+
+@then(parsers.parse('the raid1 table of disk "{disk}" does not contain "{text}"'))
+def table_lacks(rig, disk, text):
+    assert f" {text} " not in f" {rig.dm_tables()[_raid_name(rig, disk)]} "
+
+
+@then(parsers.parse('the raid1 of disk "{disk}" has 2 legs and resumed above 0'))
+def resumed(rig, disk):
+    st = _status(rig, disk)
+    assert st.devices == 2 and st.done > 0, st
+
+
+@then(parsers.parse('the raid1 of disk "{disk}" has 1 leg'))
+def one_leg(rig, disk):
+    assert _status(rig, disk).devices == 1
+
+
+@then(parsers.parse("the host's \"{key}\" is {value:d}"))
+def sysctl_is(rig, key, value):
+    assert rig.sysctl(key) == value
+
+
+@then(parsers.parse('the resync of disk "{disk}" copies at most {kib:d} KiB per second'))
+def rate_at_most(rig, disk, kib):
+    first = _status(rig, disk).done
+    rig.advance(2)
+    second = _status(rig, disk).done
+    assert 0 < (second - first) * SECTOR <= 2 * kib * 1024
