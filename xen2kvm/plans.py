@@ -28,59 +28,51 @@ class Plan:
 
 # case-1 ---------------------------------------------------------------------------------------
 def plan_clone(w: World, xen_id: str, kvm_id: str, vm: Optional[str] = None) -> Plan:
+    """Case-1: tag the KVM volume as replaced, rename it aside, clone the XEN volume under the
+    KVM volume's name, grow the clone to the old size. Each of these is read back on a rerun."""
     xen = w.resolve(xen_id)
     if vm:
         nm.check_vm(vm)
     nm.check_volume_name(kvm_id, "disk identifier")
-    replaced = [v for v in w.own(nm.ROLE_REPLACED)
-                if nm.disk_of(v.tags.get(nm.TAG_KVM, "")) == nm.disk_of(kvm_id)
-                or v.tags.get(nm.TAG_KVM) == kvm_id]
-    if replaced:
-        kvm_name = replaced[0].tags[nm.TAG_KVM]
-        old = replaced[0]
-    else:
-        kvm_name = w.resolve(kvm_id).name
-        old = None
+    marked = [v for v in w.own(nm.ROLE_REPLACED)
+              if kvm_id in (v.tags.get(nm.TAG_KVM), nm.disk_of(v.tags.get(nm.TAG_KVM, "")))]
+    kvm_name = marked[0].tags[nm.TAG_KVM] if marked else w.resolve(kvm_id).name
     if kvm_name == xen.name:
         raise PlanError("case-1 replaces the KVM volume by a clone of the XEN one: give two "
                         "different disks (in-place mode is case-2: prepare -x D -k D)")
-    kvm = w.get(kvm_name)
+    old_name = nm.replaced_name(kvm_name)
+    kvm, old = w.get(kvm_name), w.get(old_name)
     w.refuse_attached(xen)
     plan = Plan()
-    if old is None:  # nothing done yet
+    if not marked:  # nothing done yet
         if kvm.tags.get(nm.TAG_XEN):
             raise PlanError(f"a case-2 migration is in progress for {kvm.name} "
                             f"(xen={kvm.tags[nm.TAG_XEN]}); finish or undo it first")
-        w.refuse_attached(kvm)
         if xen.size_bytes > kvm.size_bytes:
             raise PlanError(_too_big(xen, kvm.size_bytes))
-        old_name = nm.replaced_name(kvm.name)
+        if old is not None:
+            raise PlanError(f"volume {old_name} exists already; rename or delete it first")
         tags = {nm.TAG_ROLE: nm.ROLE_REPLACED, nm.TAG_KVM: kvm.name}
         if vm:
             tags[nm.TAG_VS] = vm
         nm.check_tags(old_name, {**kvm.tags, **tags})
-        if w.get(old_name):
-            raise PlanError(f"volume {old_name} exists already; rename or delete it first")
-        plan.add(s.SetTags(kvm.name, tags), s.RenameVolume(kvm.name, old_name))
-        want, kvm = kvm.size_bytes, None
+        plan.add(s.SetTags(kvm.name, tags))
+    if old is None:  # tagged, not yet renamed
+        w.refuse_attached(kvm)
+        plan.add(s.RenameVolume(kvm.name, old_name))
+        want, have = kvm.size_bytes, None
     else:
-        want = old.size_bytes
-        if kvm is not None and kvm.tags.get(nm.TAG_ROLE) == nm.ROLE_REPLACED:
-            w.refuse_attached(kvm)
-            plan.add(s.RenameVolume(kvm.name, old.name))
-            kvm = None
-        if kvm is not None and kvm.size_bytes >= want:
+        want, have = old.size_bytes, (kvm.size_bytes if kvm is not None else None)
+        if have is not None and have >= want:
             raise PlanError(f"{kvm_name} was already replaced by a clone of {xen.name} "
-                            f"(the old volume is {old.name}); nothing to do")
-    if kvm is None:
+                            f"(the old volume is {old_name}); nothing to do")
+    if have is None:
         plan.add(s.CloneVolume(kvm_name, xen.name))
         have = xen.size_bytes
-    else:
-        have = kvm.size_bytes
     if have < want:
         plan.add(s.GrowVolume(kvm_name, want - have))
     plan.notes.append(f"case-1: {kvm_name} becomes a clone of {xen.name}; the old volume is kept "
-                      f"as {nm.replaced_name(kvm_name)} until cleanup")
+                      f"as {old_name} until cleanup")
     return plan
 
 
@@ -309,21 +301,28 @@ def plan_sync(w: World, vm: Optional[str], targets, rates: dmtables.Rates = dmta
 
 # release (reboot hook) ------------------------------------------------------------------------
 def plan_release(w: World, vm: str) -> Plan:
+    """Tear down the VM's dm devices (raid first, then linear), then detach this tool's volumes
+    that no remaining dm table uses: that also finishes a release a crash interrupted."""
     nm.check_vm(vm)
     plan = Plan()
-    devices = w.vm_devices(vm)
-    if not devices:
-        plan.notes.append(f"VM {vm} has no xen2kvm devices on {w.host}; nothing to release")
-    for _, disk, raid in devices:
-        d = next((x for x in w.disks() if x.raid == raid), None)
-        plan.add(s.DmRemove(raid))
-        if nm.dm_linear(vm, disk) in w.dm:
-            plan.add(s.DmRemove(nm.dm_linear(vm, disk)))
+    disks = sorted({p[1] for p in map(nm.parse_dm_name, w.dm) if p and p[0] == vm})
+    removed = set()
+    for disk in disks:
+        raid, lin = nm.dm_raid(vm, disk), nm.dm_linear(vm, disk)
+        d = next((x for x in w.disks() if x.vm == vm and x.disk == disk), None)
+        gone = [n for n in (raid, lin) if n in w.dm]
+        plan.add(*(s.DmRemove(n) for n in gone))
+        removed.update(gone)
         if d is not None:
-            plan.add(*(s.Detach(v, w.host) for v in (d.clone, *d.metas)
-                       if w.host in w.volumes[v].attached))
             after = nm.volume_path(d.kvm) if d.phase == "migrated" else "the raid1 again"
             plan.notes.append(f"{vm} {disk}: {d.phase}; after the reboot the VM uses {after}")
+    still_used = {word for n, t in w.dm.items() if n not in removed for word in t.split()}
+    for v in sorted(w.volumes.values(), key=lambda v: v.name):
+        if (v.tags.get(nm.TAG_ROLE) in (nm.ROLE_CLONE, nm.ROLE_META) and w.host in v.attached
+                and nm.volume_path(v.name) not in still_used):
+            plan.add(s.Detach(v.name, w.host))
+    if not plan.steps:
+        plan.notes.append(f"VM {vm} has no xen2kvm devices on {w.host}; nothing to release")
     return plan
 
 
