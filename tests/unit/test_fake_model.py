@@ -1,0 +1,131 @@
+"""The fake refuses what StorPool and the kernel refuse, with the same error names."""
+
+from __future__ import annotations
+
+import pytest
+
+from xen2kvm.backends.fake import model
+from xen2kvm.backends.fake.host import FakeHost
+from xen2kvm.backends.fake.sparse import CHUNK, SparseStore
+from xen2kvm.backends.fake.storage import FakeStorage
+from xen2kvm.errors import BackendError, DeviceError, InjectedFault
+
+
+@pytest.fixture
+def sp():
+    return FakeStorage(model.Cluster())
+
+
+def _name(exc) -> str:
+    return exc.value.name
+
+
+def test_storpool_rules(sp):
+    sp.create_volume("v1", 1024, {"a": "b"})
+    with pytest.raises(BackendError) as e:
+        sp.create_volume("v1", 1024, {})
+    assert _name(e) == "objectExists"
+    for bad in ("bad name", "x" * 200, "list"):
+        with pytest.raises(BackendError) as e:
+            sp.create_volume(bad, 1024, {})
+        assert _name(e) == "invalidParam"
+    for size in (0, 100, -512):
+        with pytest.raises(BackendError):
+            sp.create_volume("v2", size, {})
+    with pytest.raises(BackendError):
+        sp.grow_volume("v1", 100)
+    with pytest.raises(BackendError) as e:
+        sp.set_tags("v1", {"bad key": "x"})
+    with pytest.raises(BackendError) as e:
+        sp.set_tags("v1", {"k": "v" * 200})
+    with pytest.raises(BackendError) as e:
+        sp.clone_volume("c", "nosuch", {})
+    assert _name(e) == "objectDoesNotExist"
+    sp.set_tags("v1", {"a": None, "c": "d"})
+    assert sp.list_volumes()[0].tags == {"c": "d"}
+
+
+def test_attached_volumes_cannot_be_deleted_renamed_or_double_attached(sp):
+    sp.create_volume("v1", 4096, {})
+    sp.create_volume("v2", 4096, {})
+    sp.attach("v1", "h1")
+    sp.attach("v1", "h1")  # idempotent
+    for call in (lambda: sp.delete_volume("v1"), lambda: sp.rename_volume("v1", "v3"),
+                 lambda: sp.attach("v1", "h2")):
+        with pytest.raises(BackendError) as e:
+            call()
+        assert _name(e) == "busy" and "is open at client" in str(e.value)
+    with pytest.raises(BackendError) as e:
+        sp.rename_volume("v2", "v1")
+    assert _name(e) == "objectExists"
+    sp.detach("v1")
+    sp.detach("v1")
+    sp.rename_volume("v1", "v3")
+    sp.delete_volume("v3")
+    sp.delete_volume("v3")  # already gone: the goal holds
+    assert [v.name for v in sp.list_volumes()] == ["v2"]
+
+
+def test_dm_model_refuses_like_the_kernel():
+    c = model.Cluster()
+    sp, host = FakeStorage(c), FakeHost(c, "h1")
+    sp.create_volume("a", 8192, {})
+    sp.create_volume("m", 8192, {})
+    with pytest.raises(DeviceError):
+        host.dm_create("l", "0 16 linear /dev/storpool/a 0")  # not attached here
+    sp.attach("a", "h1")
+    sp.attach("m", "h1")
+    with pytest.raises(DeviceError):
+        host.dm_create("l", "0 17 linear /dev/storpool/a 0")  # past the end
+    host.dm_create("l", "0 16 linear /dev/storpool/a 0")
+    with pytest.raises(DeviceError):
+        host.dm_create("l", "0 16 linear /dev/storpool/a 0")
+    with pytest.raises(DeviceError, match="too small"):
+        host.dm_create("r", "0 32 raid raid1 1 0 1 /dev/storpool/m /dev/mapper/l")
+    host.dm_create("r", "0 16 raid raid1 1 0 1 /dev/storpool/m /dev/mapper/l")
+    with pytest.raises(DeviceError, match="busy"):
+        host.dm_remove("l")
+    with pytest.raises(BackendError, match="open at client"):
+        sp.detach("a", "h1")
+    host.open_device("/dev/mapper/r", 1)
+    with pytest.raises(DeviceError, match="busy"):
+        host.dm_remove("r")
+    host.open_device("/dev/mapper/r", -1)
+    host.dm_remove("r")
+    host.dm_remove("r")
+    with pytest.raises(DeviceError):
+        host.dm_reload("r", "0 16 linear /dev/storpool/a 0")
+    with pytest.raises(DeviceError):
+        host.dm_status("r")
+    with pytest.raises(DeviceError):
+        host.read("/dev/storpool/a", 8000, 1024)
+    assert host.dm_status("l") == "0 16 linear"
+    with pytest.raises(DeviceError):
+        host.sysctl_get("no.such")
+
+
+def test_fault_hook_fails_the_kth_mutation_once():
+    c = model.Cluster()
+    sp = FakeStorage(c)
+    c.inject_fault(2)
+    sp.create_volume("a", 512, {})
+    with pytest.raises(InjectedFault):
+        sp.create_volume("b", 512, {})
+    sp.create_volume("b", 512, {})
+    assert [v.name for v in sp.list_volumes()] == ["a", "b"]
+
+
+def test_sparse_store_reads_back_and_drops_zero_chunks():
+    s = SparseStore()
+    s.write(CHUNK - 3, b"abcdef")
+    assert s.read(CHUNK - 4, 8) == b"\0abcdef\0" and len(s.chunks) == 2
+    assert list(s.extents(0, 4 * CHUNK)) == [(0, CHUNK), (CHUNK, 2 * CHUNK)]
+    s.discard(CHUNK - 3, 3)
+    assert s.read(CHUNK - 3, 6) == b"\0\0\0def"
+    s.discard(0, 10 * CHUNK)
+    assert s.chunks == {} and s.allocated_bytes == 0
+    s.write(10**12, b"x" * CHUNK * 2)
+    extents = list(s.extents(0, 2 * 10**12))
+    assert len(extents) == 3 and sum(hi - lo for lo, hi in extents) == 3 * CHUNK
+    assert s.read(10**12, 2 * CHUNK) == b"x" * 2 * CHUNK
+    assert s.copy().chunks == s.chunks
