@@ -12,7 +12,6 @@ from pytest_bdd import given, parsers, then, when
 
 from xen2kvm import mbr
 from xen2kvm.dmstatus import parse_status
-from xen2kvm.naming import dm_raid
 from xen2kvm.units import SECTOR, parse_size
 
 
