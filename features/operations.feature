@@ -8,8 +8,13 @@ Feature: Operating a migration: progress, helper, in-place, cleanup scoping, tun
   Scenario: Each repeated -m prints progress until every disk is in sync, then retags
     Given the resync speed is limited to 1024 KiB/s
     And disk "ldisk" is prepared for "kdisk" and VM "kvmlnx" runs
+    When I run "xen2kvmDisk -m kvmlnx"
+    Then the output contains "dmsetup reload xen2kvm-kvmlnx-kdisk <<'EOF'"
+    And the output contains "0 32800 raid raid1 3 0 rebuild 1 2 /dev/storpool/x2km0-kdisk /dev/mapper/xen2kvm-kvmlnx-kdisk-lin /dev/storpool/x2km1-kdisk /dev/storpool/kdisk"
+    And nothing changed
     When I run "xen2kvmDisk -y -m kvmlnx"
     Then the output contains "adding /dev/storpool/kdisk as leg 1"
+    And the raid1 table of disk "kdisk" contains "rebuild 1 2 /dev/storpool/x2km0-kdisk /dev/mapper/xen2kvm-kvmlnx-kdisk-lin /dev/storpool/x2km1-kdisk /dev/storpool/kdisk"
     When the resync advances
     And I run "xen2kvmDisk -m kvmlnx"
     Then the output shows progress of disk "kdisk"

@@ -101,6 +101,13 @@ Feature: Refusals: a one-line error, a non-zero exit, and nothing changed (ARCHI
     Then the command is refused with "attached to"
     And volume "kdisk" exists
 
+  @inplace
+  Scenario: In-place mode refuses a clone it did not make before touching the original
+    Given VM "lnx1" is moved to a KVM hypervisor
+    And a volume "xen-ldisk" of 16M
+    When I run "xen2kvmDisk -y -x ldisk -k ldisk"
+    Then the command is refused with "is not this tool's clone"
+
   Scenario: Two runs never interleave
     Given another xen2kvm run holds the host lock
     When I run "xen2kvmDisk -y -x ldisk -k kdisk"

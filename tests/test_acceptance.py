@@ -82,3 +82,18 @@ def test_status_and_show(rig):
     assert "xen2kvm-kvm-kd" in shown["hosts"]["kvm1"]["dm"]
     text = rig.ok("xen2kvm sim show").out
     assert "kvm1 dm xen2kvm-kvm-kd: 0 8224 raid raid1 1 A 8224/8224 idle" in text
+
+
+def test_in_place_checks_the_clone_before_the_original_changes(rig):
+    rig.ok("xen2kvm sim create-vm lnx --hypervisor xen --disk xd:4M")
+    first = rig.read_volume("xd", 0, 4 * MIB)
+    rig.ok("xen2kvm sim fault 2")  # crash right after the clone is created
+    assert rig.run("xen2kvmDisk -y -x xd -k xd").rc != 0
+    b = rig.backends()  # corrupt the clone behind the tool's back
+    b.cluster.volumes["xen-xd"].store.write(4096, b"garbage")
+    b.cluster.generation += 1
+    b.close()
+    r = rig.run("xen2kvmDisk -y -x xd -k xd")
+    assert r.rc != 0 and "differs from xd at byte 4096; not touching the original" in r.err
+    assert rig.read_volume("xd", 0, 4 * MIB) == first
+    assert rig.volumes()["xd"].size_bytes == 4 * MIB and "xen" not in rig.volumes()["xd"].tags
