@@ -19,10 +19,11 @@ def test_demo_runs_both_cases_and_verifies(tmp_path, capsys):
     assert (tmp_path / "demo" / "cluster.pickle").exists()
 
 
-def test_storpool_backend_says_it_is_not_there_yet(capsys):
+def test_storpool_backend_without_configuration_is_one_line(capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("XEN2KVM_STORPOOL_CONF", str(tmp_path / "missing.conf"))
     assert cli.main(["--backend", "storpool", "status"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "not available" in err
+    assert err.count("\n") == 0 and "missing.conf is missing" in err
 
 
 @pytest.mark.parametrize("argv,message", [

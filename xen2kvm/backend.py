@@ -17,6 +17,7 @@ class Volume:
     size_bytes: int
     tags: Mapping[str, str] = field(default_factory=dict)
     attached: tuple[str, ...] = ()  # host names this volume is attached to
+    template: str = ""
 
 
 class StorageBackend(Protocol):
@@ -25,7 +26,8 @@ class StorageBackend(Protocol):
     def list_volumes(self) -> list[Volume]:
         """All volumes with tags and attachments, in a constant number of calls."""
 
-    def create_volume(self, name: str, size_bytes: int, tags: Mapping[str, str]) -> None: ...
+    def create_volume(self, name: str, size_bytes: int, tags: Mapping[str, str],
+                      template: str = "") -> None: ...
 
     def clone_volume(self, name: str, source: str, tags: Mapping[str, str]) -> None:
         """A copy-on-write copy of `source` (StorPool `baseOn`)."""

@@ -136,7 +136,8 @@ def plan_prepare(w: World, xen_id: str, kvm_id: str, n: int,
         existing = w.get(meta)
         if existing is None:
             plan.add(s.CreateVolume(meta, nm.META_SIZE_BYTES,
-                                    {nm.TAG_ROLE: nm.ROLE_META, nm.TAG_KVM: kvm.name}))
+                                    {nm.TAG_ROLE: nm.ROLE_META, nm.TAG_KVM: kvm.name},
+                                    kvm.template))
         elif existing.tags.get(nm.TAG_KVM) != kvm.name:
             raise PlanError(f"volume {meta} exists and is not this tool's; remove it first")
     if inplace:

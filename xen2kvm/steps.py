@@ -48,13 +48,15 @@ class CreateVolume(Step):
     name: str
     size_bytes: int
     tags: Mapping[str, str] = field(default_factory=dict)
+    template: str = ""
 
     def render(self) -> str:
+        template = ["template", self.template] if self.template else []
         return " ".join(["storpool volume", self.name, "size", human(self.size_bytes),
-                         *_tags(self.tags), "create"])
+                         *template, *_tags(self.tags), "create"])
 
     def apply(self, ctx) -> None:
-        ctx.storage.create_volume(self.name, self.size_bytes, dict(self.tags))
+        ctx.storage.create_volume(self.name, self.size_bytes, dict(self.tags), self.template)
 
 
 @dataclass(frozen=True)

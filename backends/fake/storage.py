@@ -58,7 +58,8 @@ class FakeStorage:
             raise _err("busy", f"cannot {action} {name}: volume is open at client {ids}")
 
     # mutations ---------------------------------------------------------------------------
-    def create_volume(self, name: str, size_bytes: int, tags: Mapping[str, str]) -> None:
+    def create_volume(self, name: str, size_bytes: int, tags: Mapping[str, str],
+                      template: str = "") -> None:
         self._check_name(name)
         self._check_size(size_bytes)
         self._check_tags(name, tags)

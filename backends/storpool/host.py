@@ -1,0 +1,175 @@
+"""HostBackend on a real KVM hypervisor: block devices under /dev/storpool, dmsetup through the
+Runner (argument lists; tables on stdin), the md resync sysctls, and the helper.
+
+There is no udev in the kernel lab and often none worth waiting for on a hypervisor, so dmsetup
+runs with DM_DISABLE_UDEV=1 and creates its /dev/mapper nodes itself. The kernel prints tables
+with major:minor numbers; they are mapped back to the paths the tool wrote.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+from xen2kvm.dmstatus import parse_targets
+from xen2kvm.errors import DeviceError, HelperFailed
+from xen2kvm.process import Runner
+
+DEVNUM = re.compile(r"^\d+:\d+$")
+STEP = 1 << 20
+
+
+class LocalHost:
+    def __init__(self, name: str, runner: Runner, dev_root: str = "/dev",
+                 proc_sys: str = "/proc/sys", sleep: Callable[[float], None] = time.sleep,
+                 device_wait: float = 30.0):
+        self.name = name
+        self.runner = runner
+        self.dev_root = Path(dev_root)
+        self.proc_sys = Path(proc_sys)
+        self._sleep = sleep
+        self.device_wait = device_wait
+        os.environ.setdefault("DM_DISABLE_UDEV", "1")
+
+    # block devices -------------------------------------------------------------------------
+    def device_path(self, volume: str) -> str:
+        return str(self.dev_root / "storpool" / volume)
+
+    def _wait(self, path: str) -> None:
+        """An attach returns before the node may exist (VolumesReassign semantics)."""
+        waited = 0.0
+        while not os.path.exists(path):
+            if waited >= self.device_wait:
+                raise DeviceError("ENOENT", f"{path} did not appear within {self.device_wait}s")
+            self._sleep(0.1)
+            waited += 0.1
+
+    def _open(self, path: str, flags: int) -> int:
+        self._wait(path)
+        try:
+            return os.open(path, flags)
+        except OSError as exc:
+            raise DeviceError(exc.errno and os.strerror(exc.errno) or "EIO",
+                              f"cannot open {path}: {exc.strerror}") from None
+
+    def read(self, path: str, offset: int, length: int) -> bytes:
+        fd = self._open(path, os.O_RDONLY)
+        try:
+            data = os.pread(fd, length, offset)
+        finally:
+            os.close(fd)
+        if len(data) != length:
+            raise DeviceError("EIO", f"short read of {path} at {offset}")
+        return data
+
+    def write(self, path: str, offset: int, data: bytes) -> None:
+        fd = self._open(path, os.O_RDWR)
+        try:
+            if os.pwrite(fd, data, offset) != len(data):
+                raise DeviceError("EIO", f"short write to {path} at {offset}")
+            os.fsync(fd)
+        except OSError as exc:
+            raise DeviceError("EIO", f"write to {path} failed: {exc.strerror}") from None
+        finally:
+            os.close(fd)
+
+    def first_difference(self, path_a, offset_a, path_b, offset_b, length) -> Optional[int]:
+        pos = 0
+        while pos < length:
+            n = min(STEP, length - pos)
+            a, b = self.read(path_a, offset_a + pos, n), self.read(path_b, offset_b + pos, n)
+            if a != b:
+                return pos + next(i for i in range(n) if a[i] != b[i])
+            pos += n
+        return None
+
+    # device-mapper ---------------------------------------------------------------------------
+    def _dmsetup(self, *args: str, input: Optional[str] = None, check: bool = True):
+        result = self.runner.run(["dmsetup", *args], input=input, check=False, timeout=120)
+        if check and result.rc != 0:
+            last = (result.stderr.strip().splitlines() or ["failed"])[-1]
+            raise DeviceError("dmsetup", f"dmsetup {' '.join(args[:2])}: {last}")
+        return result
+
+    def _devnums(self) -> dict[str, str]:
+        """major:minor -> the path this tool names the device by."""
+        out: dict[str, str] = {}
+        sp = self.dev_root / "storpool"
+        if sp.is_dir():
+            for entry in sp.iterdir():
+                try:
+                    st = os.stat(entry)
+                except OSError:
+                    continue
+                if st.st_rdev:
+                    num = f"{os.major(st.st_rdev)}:{os.minor(st.st_rdev)}"
+                    out[num] = f"/dev/storpool/{entry.name}"
+        info = self._dmsetup("info", "-c", "--noheadings", "-o", "name,major,minor",
+                             "--separator", " ", check=False)
+        for line in info.stdout.splitlines():
+            w = line.split()
+            if len(w) == 3:
+                out[f"{w[1]}:{w[2]}"] = f"/dev/mapper/{w[0]}"
+        return out
+
+    def dm_tables(self) -> dict[str, str]:
+        res = self._dmsetup("table", check=False)
+        if "No devices found" in res.stdout or res.rc != 0:
+            return {}
+        nums = self._devnums()
+        tables: dict[str, list[str]] = {}
+        for line in res.stdout.splitlines():
+            name, _, table = line.partition(": ")
+            words = [nums.get(w, w) if DEVNUM.match(w) else w for w in table.split()]
+            tables.setdefault(name, []).append(" ".join(words))
+        return {n: "\n".join(lines) for n, lines in sorted(tables.items())}
+
+    def dm_status(self, name: str) -> str:
+        return self._dmsetup("status", name).stdout.strip()
+
+    def dm_targets(self) -> dict[str, tuple[int, ...]]:
+        return parse_targets(self._dmsetup("targets").stdout)
+
+    def dm_create(self, name: str, table: str) -> None:
+        self._dmsetup("create", name, input=table + "\n")
+
+    def dm_reload(self, name: str, table: str) -> None:
+        self._dmsetup("reload", name, input=table + "\n")
+        self._dmsetup("suspend", name)
+        self._dmsetup("resume", name)
+
+    def dm_remove(self, name: str) -> None:
+        if self._dmsetup("info", name, check=False).rc != 0:
+            return
+        self._dmsetup("remove", name)
+
+    # sysctl, helper, time ----------------------------------------------------------------------
+    def _sysctl(self, key: str) -> Path:
+        return self.proc_sys / key.replace(".", "/")
+
+    def sysctl_get(self, key: str) -> int:
+        try:
+            return int(self._sysctl(key).read_text().split()[0])
+        except OSError as exc:
+            raise DeviceError("ENOENT", f"sysctl {key}: {exc.strerror}") from None
+
+    def sysctl_set(self, key: str, value: int) -> None:
+        try:
+            self._sysctl(key).write_text(f"{int(value)}\n")
+        except OSError as exc:
+            raise DeviceError("EACCES", f"sysctl {key}={value}: {exc.strerror}") from None
+
+    def run_helper(self, argv: Sequence[str], volume: str) -> None:
+        path = self.device_path(volume)
+        self._wait(path)
+        proc = self.runner.run([*argv, path], check=False, timeout=3600)
+        if proc.rc != 0:
+            last = (proc.stderr.strip().splitlines() or ["no error output"])[-1]
+            raise HelperFailed(f"helper {argv[0]} exited {proc.rc}: {last}; "
+                               "fix it and rerun the same command")
+
+    def sleep(self, seconds: float) -> None:
+        self._sleep(seconds)
