@@ -8,11 +8,13 @@ import fcntl
 import io
 import os
 import shlex
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from xen2kvm import cli, legacy
+from xen2kvm import cli, lab, legacy
 from xen2kvm.backends.fake import FakeBackends, model
 from xen2kvm.process import Runner
 
@@ -20,6 +22,31 @@ from xen2kvm.process import Runner
 def pytest_addoption(parser):
     parser.addoption("--backend", default="fake", choices=("fake", "lab"),
                      help="backend the feature scenarios run on")
+
+
+def pytest_cmdline_main(config):
+    """`--backend lab` on a kernel without device-mapper: run this same pytest in the lab."""
+    if config.getoption("--backend") != "lab" or lab.have_dm():
+        return None
+    if os.geteuid() != 0:
+        raise pytest.UsageError("--backend lab needs root (loop devices, dm, mounts)")
+    start = time.monotonic()
+    rc = lab.run(sys.argv, timeout=float(os.environ.get("XEN2KVM_LAB_TIMEOUT", "1500")))
+    print(f"kernel lab: {time.monotonic() - start:.0f} s, exit {rc}", flush=True)
+    return rc
+
+
+def pytest_collection_modifyitems(config, items):
+    """In the lab run the feature scenarios (but @fakeonly) and the tests marked `lab`."""
+    if config.getoption("--backend") != "lab":
+        return
+    keep, drop = [], []
+    for item in items:
+        marks = {m.name for m in item.iter_markers()}
+        in_features = "test_features" in item.nodeid
+        (keep if ("lab" in marks or in_features) and "fakeonly" not in marks else drop).append(item)
+    config.hook.pytest_deselected(items=drop)
+    items[:] = keep
 
 
 @pytest.fixture
@@ -100,9 +127,54 @@ class FakeRig:
         ctx = type("C", (), {"backends": b})()
         return device_of(ctx, b.cluster.vms[vm], disk)
 
+    # what OnApp, LVMSP and the guests do ---------------------------------------------------
+    def create_vm(self, vm: str, hypervisor: str, disk: str, size: int) -> None:
+        self.ok(f"xen2kvm sim create-vm {vm} --hypervisor {hypervisor} --disk {disk}:{size}")
+        if hypervisor == "xen":
+            self.xen_data[disk] = self.read_volume(disk, 0, size)
+
+    def create_volume(self, name: str, size: int) -> None:
+        self.ok(f"xen2kvm sim create-vm x{len(self.volumes())} --hypervisor xen "
+                f"--disk {name}:{size}")
+
+    def power(self, vm: str, state: str) -> None:
+        self.ok(f"xen2kvm sim power {state} {vm}")
+
+    def move_to_kvm(self, vm: str) -> None:
+        b = self.backends()
+        b.cluster.vms[vm].hypervisor = "kvm"
+        b.cluster.generation += 1
+        b.close()
+
+    def guest_write(self, vm: str, disk: str, offset: int, length: int, seed: int) -> bytes:
+        from xen2kvm.sim import seeded
+
+        self.ok(f"xen2kvm sim write {vm} {disk} {offset} {length} --seed {seed}")
+        data = seeded(seed, length)
+        self.writes.append((vm, disk, offset, data))
+        return data
+
+    def guest_read(self, vm: str, disk: str, offset: int, length: int) -> bytes:
+        return self.ok(f"xen2kvm sim read {vm} {disk} {offset} {length}").data
+
     # acting behind the tool's back ----------------------------------------------------------
     def advance(self, seconds: float = 2.0) -> None:
         self.ok(f"xen2kvm sim tick {seconds}")
+
+    def wait_resync(self, status_of) -> None:
+        """Let virtual time pass until the copy ends (in sync or a failed leg)."""
+        for _ in range(10000):
+            st = status_of()
+            if st.in_sync or st.failed_legs:
+                return
+            self.advance(5)
+        raise AssertionError("the resync never finished")
+
+    def assert_rate_at_most(self, status_of, kib: int) -> None:
+        first = status_of().done
+        self.advance(2)
+        second = status_of().done
+        assert 0 < (second - first) * 512 <= 2 * kib * 1024
 
     def grow_behind_back(self, volume: str, add: int) -> None:
         b = self.backends()
@@ -133,7 +205,17 @@ class FakeRig:
 
 
 @pytest.fixture
-def rig(tmp_path, backend_name):
-    if backend_name != "fake":
-        pytest.skip("the lab rig comes with the kernel-lab issue")
+def fake_rig(tmp_path):
     return FakeRig(tmp_path / "cluster")
+
+
+@pytest.fixture
+def rig(tmp_path, backend_name, request):
+    """The rig of the chosen backend: the fake, or the real backend in the kernel lab."""
+    if backend_name == "fake":
+        return FakeRig(tmp_path / "cluster")
+    from .labrig import LabRig
+
+    lab = LabRig(tmp_path)
+    request.addfinalizer(lab.close)
+    return lab

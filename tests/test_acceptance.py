@@ -13,7 +13,8 @@ from xen2kvm.units import GIB, MIB, TIB
 
 @pytest.mark.skipif(not shutil.which("sfdisk"), reason="sfdisk (apt package fdisk) is missing")
 @pytest.mark.parametrize("n,flag", [(32, ""), (2048, "-c")])
-def test_10_gib_disk_gets_the_label_sfdisk_expects(rig, tmp_path, n, flag):
+def test_10_gib_disk_gets_the_label_sfdisk_expects(fake_rig, tmp_path, n, flag):
+    rig = fake_rig
     rig.ok("xen2kvm sim create-vm lnx --hypervisor xen --disk xd:10G")
     rig.ok("xen2kvm sim create-vm kvm --hypervisor kvm --disk kd:10G")
     before = rig.fingerprint()
@@ -37,7 +38,8 @@ def test_10_gib_disk_gets_the_label_sfdisk_expects(rig, tmp_path, n, flag):
     assert rig.read_volume("xen-xd", 0, MIB) == rig.read_volume("xd", 0, MIB)
 
 
-def test_a_2_tib_volume_stores_only_what_is_written(rig):
+def test_a_2_tib_volume_stores_only_what_is_written(fake_rig):
+    rig = fake_rig
     rig.ok("xen2kvm sim create-vm big --hypervisor kvm --disk huge:2T")
     rig.ok("xen2kvm sim power on big")
     rig.ok(f"xen2kvm sim write big huge {TIB} {MIB} --seed 1")
@@ -46,7 +48,8 @@ def test_a_2_tib_volume_stores_only_what_is_written(rig):
     assert rig.fingerprint().__len__() < 2 * MIB
 
 
-def test_verify_names_the_first_differing_offset(rig):
+def test_verify_names_the_first_differing_offset(fake_rig):
+    rig = fake_rig
     rig.ok("xen2kvm sim create-vm lnx --hypervisor xen --disk xd:8M")
     rig.ok("xen2kvm sim create-vm kvm --hypervisor kvm --disk kd:8M")
     rig.ok("xen2kvmDisk -y -x xd -k kd")
@@ -69,7 +72,8 @@ def test_verify_names_the_first_differing_offset(rig):
     rig.ok("xen2kvm verify -x xd -k kd")
 
 
-def test_status_and_show(rig):
+def test_status_and_show(fake_rig):
+    rig = fake_rig
     rig.ok("xen2kvm sim create-vm lnx --hypervisor xen --disk xd:4M")
     rig.ok("xen2kvm sim create-vm kvm --hypervisor kvm --disk kd:4M")
     assert "no disk is under migration" in rig.ok("xen2kvm status").out
@@ -84,7 +88,8 @@ def test_status_and_show(rig):
     assert "kvm1 dm xen2kvm-kvm-kd: 0 8224 raid raid1 1 A 8224/8224 idle" in text
 
 
-def test_in_place_checks_the_clone_before_the_original_changes(rig):
+def test_in_place_checks_the_clone_before_the_original_changes(fake_rig):
+    rig = fake_rig
     rig.ok("xen2kvm sim create-vm lnx --hypervisor xen --disk xd:4M")
     first = rig.read_volume("xd", 0, 4 * MIB)
     rig.ok("xen2kvm sim fault 2")  # crash right after the clone is created

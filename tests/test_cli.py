@@ -46,7 +46,8 @@ def test_legacy_flag_combinations(argv, message, tmp_path, capsys):
     assert message in capsys.readouterr().err
 
 
-def test_sim_commands_refuse_bad_input(rig):
+def test_sim_commands_refuse_bad_input(fake_rig):
+    rig = fake_rig
     rig.ok("xen2kvm sim create-vm vm1 --hypervisor kvm --disk d1:1M")
     for command, message in [
         ("xen2kvm sim create-vm vm1 --hypervisor kvm --disk d2:1M", "exists already"),
@@ -63,7 +64,8 @@ def test_sim_commands_refuse_bad_input(rig):
     assert "no disk d9" in rig.run("xen2kvm sim write vm1 d9 0 512 --seed 1").err
 
 
-def test_tune_refuses_nonsense(rig):
+def test_tune_refuses_nonsense(fake_rig):
+    rig = fake_rig
     assert "positive" in rig.run("xen2kvm tune --max 0 -y").err
     assert "must not exceed" in rig.run("xen2kvm tune --min 5000 --max 4000 -y").err
     out = rig.ok("xen2kvm tune").out
@@ -81,7 +83,8 @@ def test_runner_runs_argv_lists_and_redacts_secrets():
     assert len(r.recorder) == 3
 
 
-def test_sync_without_devices_and_release_without_devices(rig):
+def test_sync_without_devices_and_release_without_devices(fake_rig):
+    rig = fake_rig
     assert "nothing to sync" in rig.ok("xen2kvm sync -y").out
     assert "nothing to release" in rig.ok("xen2kvm release vm1 -y").out
     assert "nothing to clean up" in rig.ok("xen2kvm cleanup -y").out

@@ -104,8 +104,8 @@ def _fresh(tmp_path, name, FakeRig):
 
 
 @pytest.mark.parametrize("flow", sorted(FLOWS))
-def test_every_crash_point_resumes_to_the_same_state(tmp_path, flow, rig):
-    FakeRig = type(rig)
+def test_every_crash_point_resumes_to_the_same_state(tmp_path, flow, fake_rig):
+    FakeRig = type(fake_rig)
     setup, command = FLOWS[flow]
     ref = _fresh(tmp_path, "ref", FakeRig)
     setup(ref)

@@ -37,17 +37,14 @@ def _offset(rig, disk: str, where: str) -> int:
 # Given ---------------------------------------------------------------------------------------
 @given(parsers.parse('a {hv} VM "{vm}" with disk "{disk}" of {size}'))
 def create_vm(rig, hv, vm, disk, size):
-    rig.ok(f"xen2kvm sim create-vm {vm} --hypervisor {hv.lower()} --disk {disk}:{size}")
-    if hv == "XEN":
-        rig.xen_data[disk] = rig.read_volume(disk, 0, parse_size(size))
+    rig.create_vm(vm, hv.lower(), disk, parse_size(size))
 
 
 @given(parsers.parse('volumes "{names}" of {size} each'))
 @given(parsers.parse('a volume "{names}" of {size}'))
 def create_volumes(rig, names, size):
     for name in names.split(","):
-        rig.ok(f"xen2kvm sim create-vm x{abs(hash(name)) % 10**6} --hypervisor xen "
-               f"--disk {name}:{size}")
+        rig.create_volume(name, parse_size(size))
 
 
 @given(parsers.parse("the resync speed is limited to {kib:d} KiB/s"))
@@ -58,33 +55,30 @@ def limit_speed(rig, kib):
 @given(parsers.parse('disk "{xen}" is prepared for "{kvm}" and VM "{vm}" runs'))
 def prepared_and_running(rig, xen, kvm, vm):
     rig.ok(f"xen2kvmDisk -y -x {xen} -k {kvm}")
-    rig.ok(f"xen2kvm sim power on {vm}")
+    rig.power(vm, "on")
 
 
 @given(parsers.parse('disk "{xen}" is migrated to "{kvm}" of VM "{vm}"'))
 def migrated(rig, xen, kvm, vm):
     prepared_and_running(rig, xen, kvm, vm)
     rig.ok(f"xen2kvm sync {vm} --wait -y")
-    rig.ok(f"xen2kvm sim power off {vm}")
+    rig.power(vm, "off")
 
 
 @given(parsers.parse('VM "{vm}" is moved to a KVM hypervisor'))
 def move_to_kvm(rig, vm):
-    b = rig.backends()
-    b.cluster.vms[vm].hypervisor = "kvm"
-    b.cluster.generation += 1
-    b.close()
+    rig.move_to_kvm(vm)
 
 
 @given(parsers.parse('VM "{vm}" is powered on'))
 @when(parsers.parse('VM "{vm}" is powered on'))
 def power_on(rig, vm):
-    rig.ok(f"xen2kvm sim power on {vm}")
+    rig.power(vm, "on")
 
 
 @when(parsers.parse('VM "{vm}" is powered off'))
 def power_off(rig, vm):
-    rig.ok(f"xen2kvm sim power off {vm}")
+    rig.power(vm, "off")
 
 
 def _helper(rig, tmp_path, body: str) -> None:
@@ -128,12 +122,7 @@ def run_command(rig, before, command):
 @when(parsers.parse('the guest of VM "{vm}" writes {length} bytes at {where} of disk "{disk}" '
                     "with seed {seed:d}"))
 def guest_write(rig, vm, length, where, disk, seed):
-    from xen2kvm.sim import seeded
-
-    offset = _offset(rig, disk, where)
-    size = parse_size(length)
-    rig.ok(f"xen2kvm sim write {vm} {disk} {offset} {size} --seed {seed}")
-    rig.writes.append((vm, disk, offset, seeded(seed, size)))
+    rig.guest_write(vm, disk, _offset(rig, disk, where), parse_size(length), seed)
 
 
 @when("the resync advances")
@@ -143,12 +132,7 @@ def resync_advances(rig):
 
 @when(parsers.parse('the resync of disk "{disk}" finishes'))
 def resync_finishes(rig, disk):
-    for _ in range(10000):
-        st = _status(rig, disk)
-        if st.in_sync or st.failed_legs:
-            return
-        rig.advance(5)
-    raise AssertionError(f"resync of {disk} never finished")
+    rig.wait_resync(lambda: _status(rig, disk))
 
 
 @when(parsers.parse('volume "{volume}" is grown by {size} behind the tool\'s back'))
@@ -281,8 +265,7 @@ def holds_xen_plus_writes(rig, kvm, xen, where):
 @then(parsers.parse('VM "{vm}" sees the XEN data of "{xen}" on disk "{disk}" from sector {n:d}'))
 def vm_sees(rig, vm, xen, disk, n):
     want = rig.xen_data[xen]
-    r = rig.ok(f"xen2kvm sim read {vm} {disk} {n * SECTOR} {len(want)}")
-    assert r.data == want
+    assert rig.guest_read(vm, disk, n * SECTOR, len(want)) == want
 
 
 @then(parsers.parse('VM "{vm}" uses volume "{volume}" directly'))
@@ -347,7 +330,4 @@ def sysctl_is(rig, key, value):
 
 @then(parsers.parse('the resync of disk "{disk}" copies at most {kib:d} KiB per second'))
 def rate_at_most(rig, disk, kib):
-    first = _status(rig, disk).done
-    rig.advance(2)
-    second = _status(rig, disk).done
-    assert 0 < (second - first) * SECTOR <= 2 * kib * 1024
+    rig.assert_rate_at_most(lambda: _status(rig, disk), kib)
