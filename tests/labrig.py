@@ -23,6 +23,7 @@ from xen2kvm.process import Runner
 from xen2kvm.sim import seeded, xen_content
 
 HOST, OUR_ID, XEN_HOST_ID, TOKEN = "kvm1", 1, 99, "lab-token-not-printed"
+SPEED_KEYS = ("dev.raid.speed_limit_min", "dev.raid.speed_limit_max")
 SETTLE = 60.0  # seconds a wait on the kernel may take before the test fails
 
 
@@ -61,6 +62,8 @@ class LabRig:
         self.vms: dict[str, dict] = {}
         self.last: Result | None = None
         self.filler = tmp / "data" / "filler"
+        # the kernel outlives a test: put its resync limits back afterwards
+        self.sysctls = {k: self.sysctl(k) for k in SPEED_KEYS}
 
     def close(self) -> None:
         for vm in self.vms.values():
@@ -68,6 +71,8 @@ class LabRig:
                 os.close(fd)
             vm["fds"] = []
         subprocess.run(["dmsetup", "remove_all", "--force"], capture_output=True)
+        for key, value in self.sysctls.items():
+            self.host.sysctl_set(key, value)
         self.server.shutdown()
         self.server.server_close()
         self.emu.shutdown_devices()
@@ -128,12 +133,12 @@ class LabRig:
                 (k, sorted(v.items())) for k, v in self.emu.attachments.items())],
                 sort_keys=True).encode())
             names = sorted(self.emu.volumes)
-        for name in names:
+        for name in names:  # a write changes size, blocks or mtime; reading all would be slow
             if naming.volume_path(name) not in used:
-                h.update(name.encode() + hashlib.sha256(self.emu.path(name).read_bytes())
-                         .digest())
+                st = os.stat(self.emu.path(name))
+                h.update(f"{name} {st.st_size} {st.st_blocks} {st.st_mtime_ns}".encode())
         h.update(json.dumps(tables, sort_keys=True).encode())
-        for key in ("dev.raid.speed_limit_min", "dev.raid.speed_limit_max"):
+        for key in SPEED_KEYS:
             h.update(str(self.sysctl(key)).encode())
         return h.digest()
 

@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     _rates(c)
     c.add_argument("--repair", action="store_true", help="rebuild a failed KVM leg")
     c.add_argument("--wait", action="store_true", help="poll until in sync (with -y)")
-    c.add_argument("--interval", type=float, default=2.0)
+    c.add_argument("--interval", type=float, default=1.0)
     _yes(c)
     c = sub.add_parser("cleanup", help="delete the clones and metadata of migrated disks")
     c.add_argument("vm", nargs="?")

@@ -30,7 +30,7 @@ def assemble(ctx: Ctx, vm: str, disks: Sequence[str], rates=dmtables.NO_RATES) -
 
 
 def sync(ctx: Ctx, vm: Optional[str], rates=dmtables.NO_RATES, repair: bool = False,
-         wait: bool = False, interval: float = 2.0, timeout: float = 86400.0) -> int:
+         wait: bool = False, interval: float = 1.0, timeout: float = 86400.0) -> int:
     waited = 0.0
     while True:
         w = ctx.world()
