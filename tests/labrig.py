@@ -196,6 +196,13 @@ class LabRig:
         self.writes.append((vm, disk, offset, data))
         return data
 
+    def guest_read_path(self, path: str, sectors: int) -> bytes:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            return os.pread(fd, sectors * 512, 0)
+        finally:
+            os.close(fd)
+
     def guest_read(self, vm: str, disk: str, offset: int, length: int) -> bytes:
         fd = os.open(self.vm_device(vm, disk), os.O_RDONLY)
         try:
