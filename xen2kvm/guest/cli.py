@@ -1,0 +1,66 @@
+"""xen2kvm-guest DEVICE [--dry-run] [--rebuild-initrd]
+
+The `-p` helper for Linux guests. DEVICE is a block device or image file holding the XEN
+guest's root filesystem (no partition table). Prints the unified diff of every change; keeps
+`<file>.pre-xen2kvm` backups; a second run changes nothing."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Optional, Sequence
+
+from xen2kvm.errors import CommandFailed, Xen2KvmError
+from xen2kvm.process import Runner
+
+from . import convert
+
+
+def _rebuild(plan: convert.Plan, root, runner: Runner) -> None:
+    for argv in plan.commands:
+        res = runner.run(["chroot", str(root), *argv], check=False, timeout=1800)
+        if res.rc != 0:
+            raise CommandFailed(["chroot", *argv], res.rc, res.stderr)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    p = argparse.ArgumentParser(prog="xen2kvm-guest", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("device")
+    p.add_argument("--dry-run", action="store_true", help="show the diffs, change nothing")
+    p.add_argument("--rebuild-initrd", action="store_true",
+                   help="rebuild the initrd in a chroot with the guest's own tool")
+    args = p.parse_args(argv)
+    runner = Runner()
+    try:
+        if not args.dry_run:
+            convert.check_writable(args.device)
+        # plan on a read-only mount: an unknown guest or a no-op run writes nothing at all
+        with convert.mounted(args.device, runner, writable=False) as (root, uuid, label):
+            plan = convert.make_plan(root, uuid, label, args.rebuild_initrd)
+        g = plan.guest
+        print(f"# {g.name} {g.major} ({g.init}, grub {g.grub}); root = {plan.root_spec}")
+        for ch in plan.changes:
+            sys.stdout.write(ch.diff())
+        for cmd in plan.commands:
+            print("# chroot: " + " ".join(cmd))
+        if not plan.changes and not (plan.commands and not args.dry_run):
+            print("# nothing to change")
+        elif not args.dry_run:
+            with convert.mounted(args.device, runner, writable=True) as (root, uuid, label):
+                plan = convert.make_plan(root, uuid, label, args.rebuild_initrd)
+                convert.write(plan, root)
+                if args.rebuild_initrd:
+                    _rebuild(plan, root, runner)
+                os.sync()
+        for w in plan.warnings:
+            print(f"xen2kvm-guest: warning: {w}", file=sys.stderr)
+    except Xen2KvmError as exc:
+        print(f"xen2kvm-guest: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
