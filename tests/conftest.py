@@ -62,19 +62,20 @@ class Result:
         return f"Result(rc={self.rc}, out={self.out[-2000:]!r}, err={self.err!r})"
 
 
-class FakeRig:
-    """Drives the command lines in-process against a fake cluster saved in `state`."""
+class Rig:
+    """Runs the two command lines in-process, with the backend's options in front."""
 
     PROGRAMS = {"xen2kvm": cli.main, "xen2kvmDisk": legacy.main}
 
-    def __init__(self, state: Path):
-        self.state = state
+    def __init__(self) -> None:
         self.xen_data: dict[str, bytes] = {}
         self.writes: list[tuple[str, str, int, bytes]] = []
         self.vars: dict[str, str] = {}
         self.last: Result | None = None
 
-    # driving --------------------------------------------------------------------------------
+    def backend_args(self) -> list[str]:
+        raise NotImplementedError
+
     def run(self, command: str) -> Result:
         argv = shlex.split(command.format(**self.vars))
         main = self.PROGRAMS[argv[0]]
@@ -86,7 +87,7 @@ class FakeRig:
         if argv[1:3] == ["sim", "read"]:
             out = Bytes()
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            rc = main(["--backend", "fake", "--state", str(self.state), *argv[1:]])
+            rc = main([*self.backend_args(), *argv[1:]])
         self.last = Result(rc, out.getvalue(), err.getvalue())
         if isinstance(out, Bytes):
             self.last.data = out.buffer.getvalue()
@@ -96,6 +97,17 @@ class FakeRig:
         r = self.run(command)
         assert r.rc == 0, r
         return r
+
+
+class FakeRig(Rig):
+    """Drives the command lines in-process against a fake cluster saved in `state`."""
+
+    def __init__(self, state: Path):
+        super().__init__()
+        self.state = state
+
+    def backend_args(self) -> list[str]:
+        return ["--backend", "fake", "--state", str(self.state)]
 
     def backends(self, host: str = "kvm1") -> FakeBackends:
         return FakeBackends(str(self.state), host, Runner())

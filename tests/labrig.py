@@ -8,37 +8,29 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
-import io
 import json
 import os
-import shlex
 import subprocess
 import time
 from pathlib import Path
 
-from xen2kvm import cli, legacy, naming
+from xen2kvm import naming
 from xen2kvm.backends.storpool.emulator import Emulator, serve
 from xen2kvm.backends.storpool.host import LocalHost
 from xen2kvm.process import Runner
 from xen2kvm.sim import seeded, xen_content
+
+from .conftest import Rig
 
 HOST, OUR_ID, XEN_HOST_ID, TOKEN = "kvm1", 1, 99, "lab-token-not-printed"
 SPEED_KEYS = ("dev.raid.speed_limit_min", "dev.raid.speed_limit_max")
 SETTLE = 60.0  # seconds a wait on the kernel may take before the test fails
 
 
-class Result:
-    def __init__(self, rc: int, out: str, err: str):
-        self.rc, self.out, self.err = rc, out, err
-
-    def __repr__(self) -> str:
-        return f"Result(rc={self.rc}, out={self.out[-2000:]!r}, err={self.err!r})"
-
-
-class LabRig:
-    PROGRAMS = {"xen2kvm": cli.main, "xen2kvmDisk": legacy.main}
+class LabRig(Rig):
 
     def __init__(self, tmp: Path):
+        super().__init__()
         self.tmp = tmp
         self.data = tmp / "data"
         self.data.mkdir()
@@ -56,11 +48,7 @@ class LabRig:
         self._saved = {k: os.environ.get(k) for k in self.env}
         os.environ.update(self.env)
         self.host = LocalHost(HOST, Runner())
-        self.xen_data: dict[str, bytes] = {}
-        self.writes: list[tuple[str, str, int, bytes]] = []
-        self.vars: dict[str, str] = {}
         self.vms: dict[str, dict] = {}
-        self.last: Result | None = None
         self.filler = tmp / "data" / "filler"
         # the kernel outlives a test: put its resync limits back afterwards
         self.sysctls = {k: self.sysctl(k) for k in SPEED_KEYS}
@@ -83,19 +71,8 @@ class LabRig:
             else:
                 os.environ[k] = v
 
-    # driving --------------------------------------------------------------------------------
-    def run(self, command: str) -> Result:
-        argv = shlex.split(command.format(**self.vars))
-        out, err = io.StringIO(), io.StringIO()
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            rc = self.PROGRAMS[argv[0]](["--backend", "storpool", "--host", HOST, *argv[1:]])
-        self.last = Result(rc, out.getvalue(), err.getvalue())
-        return self.last
-
-    def ok(self, command: str) -> Result:
-        r = self.run(command)
-        assert r.rc == 0, r
-        return r
+    def backend_args(self) -> list[str]:
+        return ["--backend", "storpool", "--host", HOST]
 
     # observing ------------------------------------------------------------------------------
     def volumes(self) -> dict:

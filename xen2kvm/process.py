@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Deque, Optional, Sequence
 
-from .errors import CommandFailed
+from .errors import CommandFailed, HelperFailed
 
 log = logging.getLogger("xen2kvm.run")
 
@@ -74,6 +74,14 @@ class Runner:
                 self.dump()
                 raise CommandFailed(argv, result.rc, self.redact(result.stderr))
         return result
+
+    def run_helper(self, argv: Sequence[str], path: str) -> None:
+        """The `-p` program on a device path; its failure stops the step with its last word."""
+        proc = self.run([*argv, path], check=False, timeout=3600)
+        if proc.rc != 0:
+            last = (proc.stderr.strip().splitlines() or ["no error output"])[-1]
+            raise HelperFailed(f"helper {argv[0]} exited {proc.rc}: {last}; "
+                               "fix it and rerun the same command")
 
     def dump(self) -> None:
         for r in self.recorder:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from xen2kvm.dmstatus import parse_targets
-from xen2kvm.errors import DeviceError, HelperFailed
+from xen2kvm.errors import DeviceError
 from xen2kvm.process import Runner
 
 DEVNUM = re.compile(r"^\d+:\d+$")
@@ -165,11 +165,7 @@ class LocalHost:
     def run_helper(self, argv: Sequence[str], volume: str) -> None:
         path = self.device_path(volume)
         self._wait(path)
-        proc = self.runner.run([*argv, path], check=False, timeout=3600)
-        if proc.rc != 0:
-            last = (proc.stderr.strip().splitlines() or ["no error output"])[-1]
-            raise HelperFailed(f"helper {argv[0]} exited {proc.rc}: {last}; "
-                               "fix it and rerun the same command")
+        self.runner.run_helper(argv, path)
 
     def sleep(self, seconds: float) -> None:
         self._sleep(seconds)
