@@ -28,6 +28,9 @@ def common_options(p: argparse.ArgumentParser) -> None:
                    help="the fake cluster's folder; env XEN2KVM_STATE")
     p.add_argument("--host", default=os.environ.get("XEN2KVM_HOST"),
                    help="the KVM host this runs on (fake: its name; default kvm1)")
+    p.add_argument("--inventory", default=os.environ.get("XEN2KVM_INVENTORY"),
+                   help="hosts file (INI); a --host listed there runs its steps over SSH")
+    p.add_argument("--known-hosts", help="known_hosts file for SSH (default: the system's)")
     p.add_argument("-v", "--verbose", action="store_true", help="log every command to stderr")
 
 
@@ -86,6 +89,21 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--max", type=int, dest="max_kib")
     c.add_argument("--reset", action="store_true", help="back to the kernel defaults")
     _yes(c)
+    c = sub.add_parser("fleet", help="sync, status or release across many KVM hosts over SSH")
+    c.add_argument("action", choices=("sync", "status", "release"))
+    c.add_argument("vms", nargs="*", metavar="VM", help="release: the VMs to release")
+    c.add_argument("--hosts", help="h1,h2,... (name@port for a non-standard port)")
+    c.add_argument("--inventory", default=argparse.SUPPRESS,
+                   help="INI file: [host] address= port= user= key= sp_ourid=")
+    c.add_argument("--known-hosts", default=argparse.SUPPRESS, help="known_hosts file")
+    c.add_argument("--ssh-user", default="root")
+    c.add_argument("--ssh-key", help="private key file")
+    c.add_argument("--accept-new-host-keys", action="store_true",
+                   help="trust hosts whose key is not yet known (never a changed key)")
+    c.add_argument("--parallel", type=int, default=8)
+    c.add_argument("--json", action="store_true")
+    _rates(c)
+    _yes(c)
     c = sub.add_parser("demo", help="rehearse both cases on an embedded fake cluster")
     c.add_argument("--keep", metavar="DIR", help="leave the cluster state in DIR")
     from . import sim
@@ -127,6 +145,17 @@ def dispatch(ctx: Ctx, args) -> int:
     return sim.dispatch(ctx, args)
 
 
+def _fleet(opts: Options, args) -> int:
+    from . import fleet
+
+    specs = fleet.parse_hosts(args.hosts, args.inventory, args.ssh_user, args.ssh_key)
+    if args.action == "release" and not args.vms:
+        raise UsageError("fleet release needs the VMs to release")
+    ssh = {"known_hosts": args.known_hosts, "accept_new_keys": args.accept_new_host_keys}
+    return fleet.run(opts, args.action, specs, args.vms, _rates_of(args), args.parallel,
+                     args.json, ssh)
+
+
 def guarded(prog: str, body: Callable[[], int]) -> int:
     """Run a command body: a Xen2KvmError becomes one line on stderr and its exit code."""
     try:
@@ -160,7 +189,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             from . import demo
 
             return demo.run(args.keep)
-        opts = Options(args.backend, args.state, args.host, getattr(args, "yes", False))
+        if args.cmd == "fleet":  # each host gets its own backends; none is opened here
+            opts = Options(args.backend, args.state, args.host, args.yes)
+            return _fleet(opts, args)
+        opts = Options(args.backend, args.state, args.host, getattr(args, "yes", False),
+                       args.inventory, args.known_hosts)
         return run_with_ctx(opts, args.verbose, lambda ctx: dispatch(ctx, args))
 
     return guarded("xen2kvm", body)

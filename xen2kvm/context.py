@@ -11,7 +11,7 @@ from typing import Any, Optional, TextIO
 
 from xen2kvm import backends as registry
 
-from .errors import LockBusy
+from .errors import LockBusy, UsageError
 from .plans import Plan
 from .process import Runner
 from .world import World
@@ -23,6 +23,8 @@ class Options:
     state: Optional[str] = None
     host: Optional[str] = None
     yes: bool = False
+    inventory: Optional[str] = None  # with --host H listed in it, H's steps run over SSH
+    known_hosts: Optional[str] = None
 
 
 @dataclass
@@ -35,6 +37,19 @@ class Ctx:
     @classmethod
     def open(cls, opts: Options, out: Optional[TextIO] = None) -> Ctx:
         ctx = cls(opts, out or sys.stdout)
+        if opts.inventory and opts.backend == "storpool":
+            from xen2kvm.backends.storpool import StorPoolBackends
+
+            from .fleet import parse_hosts
+            from .remote import SSHRunner
+
+            specs = {s.name: s for s in parse_hosts(None, opts.inventory)}
+            if opts.host not in specs:
+                raise UsageError(f"host {opts.host} is not in the inventory {opts.inventory}")
+            spec = specs[opts.host]
+            ctx.backends = StorPoolBackends(spec.name, SSHRunner(spec, opts.known_hosts),
+                                            remote=True, client_id=spec.client_id)
+            return ctx
         module = registry.load(opts.backend)
         ctx.backends = module.open_backends(opts.state, opts.host, Runner())
         return ctx

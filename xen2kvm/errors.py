@@ -88,3 +88,15 @@ class VerifyMismatch(Xen2KvmError):
 
 class LockBusy(PlanError):
     pass
+
+
+class Unreachable(BackendError):
+    """An SSH host could not be reached or logged into."""
+
+    def __init__(self, host: str, reason: str):
+        super().__init__("unreachable", f"host {host}: {reason}")
+        self.host = host
+
+
+class HostKeyRefused(PlanError):
+    """The SSH host key is unknown or changed: refused unless the operator accepts it."""

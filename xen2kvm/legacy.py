@@ -61,8 +61,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     def body() -> int:
         args = build_parser().parse_args(argv)
         action = _action(args)
-        return run_with_ctx(Options(args.backend, args.state, args.host, args.y), args.verbose,
-                            action)
+        opts = Options(args.backend, args.state, args.host, args.y, args.inventory,
+                       args.known_hosts)
+        return run_with_ctx(opts, args.verbose, action)
 
     return guarded("xen2kvmDisk", body)
 

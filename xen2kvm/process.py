@@ -67,12 +67,16 @@ class Runner:
         except subprocess.TimeoutExpired:
             result = CommandResult(argv, 124, "", f"timed out after {timeout}s",
                                    time.monotonic() - start)
+        return self._finish(result, check)
+
+    def _finish(self, result: CommandResult, check: bool) -> CommandResult:
+        """Record, log, and raise on failure: the same for every kind of Runner."""
         self.recorder.append(result)
         if result.rc != 0:
             log.warning("exit %d: %s", result.rc, self.redact(result.stderr.strip()))
             if check:
                 self.dump()
-                raise CommandFailed(argv, result.rc, self.redact(result.stderr))
+                raise CommandFailed(result.argv, result.rc, self.redact(result.stderr))
         return result
 
     def run_helper(self, argv: Sequence[str], path: str) -> None:

@@ -13,19 +13,27 @@ from xen2kvm.process import Runner
 from . import config
 from .client import Client
 from .host import LocalHost
+from .remote_host import RemoteHost
 from .storage import StorPoolStorage
 
 
 class StorPoolBackends:
-    def __init__(self, host: Optional[str], runner: Runner):
+    """`runner` decides where the host steps run: locally, or over SSH (then the client ID
+    may come from an inventory instead of the host's section of the StorPool config)."""
+
+    def __init__(self, host: Optional[str], runner: Runner, remote: bool = False,
+                 client_id: Optional[int] = None):
         hostname = host or platform.node()
         settings = config.load(hostname)
         runner.secrets.append(settings.token)
         self.settings = settings
         self.client = Client(settings)
-        self.storage = StorPoolStorage(self.client, hostname, settings.our_id)
-        self.host = LocalHost(hostname, runner, os.environ.get("XEN2KVM_DEV_ROOT", "/dev"))
-        self.lock_dir = os.environ.get("XEN2KVM_LOCK_DIR", "/run/lock/xen2kvm")
+        our_id = client_id if client_id is not None else settings.our_id
+        self.storage = StorPoolStorage(self.client, hostname, our_id)
+        host_class = RemoteHost if remote else LocalHost
+        self.host = host_class(hostname, runner, os.environ.get("XEN2KVM_DEV_ROOT", "/dev"))
+        lock_root = os.environ.get("XEN2KVM_LOCK_DIR", "/run/lock/xen2kvm")
+        self.lock_dir = os.path.join(lock_root, hostname) if remote else lock_root
 
     def close(self) -> None:
         pass

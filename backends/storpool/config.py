@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import os
 import platform
+import threading
 from dataclasses import dataclass
 from typing import Optional
 
 from xen2kvm.errors import UsageError
+
+_PARSE_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -39,7 +42,8 @@ def load(hostname: Optional[str] = None) -> Settings:
         raise UsageError(f"StorPool configuration {Config.PATH_CONFIG} is missing; install it "
                          "or point XEN2KVM_STORPOOL_CONF at one")
     try:
-        cfg = Config(section=hostname)
+        with _PARSE_LOCK:  # confget's parser keeps global state: one parse at a time
+            cfg = Config(section=hostname)
     except (spconfig.SPConfigException, OSError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise UsageError(f"cannot read the StorPool configuration: {reason}") from None

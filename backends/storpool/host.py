@@ -19,6 +19,7 @@ from xen2kvm.errors import DeviceError
 from xen2kvm.process import Runner
 
 DEVNUM = re.compile(r"^\d+:\d+$")
+NO_DM = "Failure to communicate with kernel device-mapper driver"
 STEP = 1 << 20
 
 
@@ -96,7 +97,7 @@ class LocalHost:
 
     def _devnums(self) -> dict[str, str]:
         """major:minor -> the path this tool names the device by."""
-        out: dict[str, str] = {}
+        out = self._dm_devnums()
         sp = self.dev_root / "storpool"
         if sp.is_dir():
             for entry in sp.iterdir():
@@ -107,8 +108,12 @@ class LocalHost:
                 if st.st_rdev:
                     num = f"{os.major(st.st_rdev)}:{os.minor(st.st_rdev)}"
                     out[num] = f"/dev/storpool/{entry.name}"
+        return out
+
+    def _dm_devnums(self) -> dict[str, str]:
         info = self._dmsetup("info", "-c", "--noheadings", "-o", "name,major,minor",
                              "--separator", " ", check=False)
+        out = {}
         for line in info.stdout.splitlines():
             w = line.split()
             if len(w) == 3:
@@ -117,8 +122,11 @@ class LocalHost:
 
     def dm_tables(self) -> dict[str, str]:
         res = self._dmsetup("table", check=False)
-        if "No devices found" in res.stdout or res.rc != 0:
-            return {}
+        if "No devices found" in res.stdout or NO_DM in res.stderr:
+            return {}  # without the driver there are no devices (assemble will say why)
+        if res.rc != 0:
+            last = (res.stderr.strip().splitlines() or ["failed"])[-1]
+            raise DeviceError("dmsetup", f"dmsetup table on {self.name}: {last}")
         nums = self._devnums()
         tables: dict[str, list[str]] = {}
         for line in res.stdout.splitlines():

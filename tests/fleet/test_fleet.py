@@ -1,0 +1,144 @@
+"""Fleet operation over SSH against real sshd instances on loopback."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import socket
+import threading
+
+import pytest
+
+from xen2kvm import cli
+from xen2kvm.errors import CommandFailed, HostKeyRefused, PlanError, Unreachable
+from xen2kvm.remote import HostSpec, SSHRunner
+from xen2kvm.testing_sshd import free_port
+
+pytestmark = pytest.mark.fleet
+
+
+def _spec(farm, host) -> HostSpec:
+    return HostSpec(host.name, "127.0.0.1", host.port, "root", str(farm.client_key))
+
+
+def test_ssh_runner_keeps_argv_whole(farm):
+    h = farm.start("h1")
+    r = SSHRunner(_spec(farm, h), known_hosts=str(farm.known_hosts()))
+    try:
+        res = r.run(["printf", "%s|", "a b;c", "$(id)", "'q'"])
+        assert res.stdout == "a b;c|$(id)|'q'|" and res.rc == 0
+        assert r.run(["cat"], input="table\n").stdout == "table\n"
+        assert r.run(["sh", "-c", "exit 3"], check=False).rc == 3
+        with pytest.raises(CommandFailed):
+            r.run(["sh", "-c", "echo bad >&2; exit 4"])
+    finally:
+        r.close()
+
+
+def test_host_keys_are_verified(farm, tmp_path):
+    h1, h2 = farm.start("h1"), farm.start("h2")
+    empty = tmp_path / "empty_known_hosts"
+    empty.write_text("")
+    with pytest.raises(HostKeyRefused, match="unknown SSH host key"):
+        SSHRunner(_spec(farm, h1), known_hosts=str(empty)).run(["true"])
+    SSHRunner(_spec(farm, h1), known_hosts=str(empty), accept_new_keys=True).run(["true"])
+    wrong = tmp_path / "wrong_known_hosts"
+    wrong.write_text(h2.known_hosts_line().replace(str(h2.port), str(h1.port)) + "\n")
+    with pytest.raises(HostKeyRefused, match="CHANGED"):
+        SSHRunner(_spec(farm, h1), known_hosts=str(wrong), accept_new_keys=True).run(["true"])
+
+
+def test_unreachable_host_is_one_error(farm):
+    spec = HostSpec("gone", "127.0.0.1", free_port(), "root", str(farm.client_key))
+    with pytest.raises(Unreachable, match="host gone: cannot connect"):
+        SSHRunner(spec, connect_timeout=3).run(["true"])
+
+
+def fleet(argv, capsys):
+    rc = cli.main(["--backend", "storpool", "fleet", *argv])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_status_across_hosts_with_one_down_and_one_failing(farm, emulator, tmp_path, capsys):
+    hosts = [farm.start(f"h{i}") for i in range(1, 7)]
+    broken = farm.start("h7", extra="SetEnv PATH=/nonexistent\n")
+    down_port = free_port()
+    inv = farm.inventory(tmp_path / "inv.ini", hosts + [broken], extra=[("h8", down_port)])
+    kh = farm.known_hosts()
+    rc, out, err = fleet(["status", "--inventory", str(inv), "--known-hosts", str(kh),
+                          "--json"], capsys)
+    report = json.loads(out)["hosts"]
+    assert rc == 7, err
+    assert report["h1"]["ok"], report["h1"]
+    assert [h for h, r in report.items() if r["ok"]] == [f"h{i}" for i in range(1, 7)]
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 2
+    assert lines[0].startswith("xen2kvm: error: host h7: ")
+    assert lines[1].startswith("xen2kvm: error: host h8: unreachable: host h8: cannot connect")
+    rc, out, _ = fleet(["status", "--inventory", str(inv), "--known-hosts", str(kh)], capsys)
+    assert "6 of 8 hosts ok" in out
+
+
+def test_a_changed_host_key_refuses_only_that_host(farm, emulator, tmp_path, capsys):
+    h1, h2, h3 = (farm.start(n) for n in ("h1", "h2", "h3"))
+    kh = farm.known_hosts(tmp_path / "kh")
+    text = kh.read_text().splitlines()
+    text[1] = h3.known_hosts_line().replace(str(h3.port), str(h2.port))
+    kh.write_text("\n".join(text) + "\n")
+    inv = farm.inventory(tmp_path / "inv.ini", [h1, h2, h3])
+    rc, out, err = fleet(["status", "--inventory", str(inv), "--known-hosts", str(kh)], capsys)
+    assert rc == 7 and "2 of 3 hosts ok" in out
+    assert err.strip().count("\n") == 0 and "host h2" in err and "CHANGED" in err
+
+
+@pytest.fixture
+def listener():
+    """A port that counts the connections made to it."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(8)
+    sock.settimeout(0.2)
+    seen = []
+    done = threading.Event()
+
+    def accept():
+        while not done.is_set():
+            try:
+                seen.append(sock.accept()[0])
+            except OSError:
+                continue
+
+    t = threading.Thread(target=accept, daemon=True)
+    t.start()
+    yield sock.getsockname()[1], seen
+    done.set()
+    t.join()
+    sock.close()
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["status", "--hosts", "h1;reboot"], "has characters a host name cannot have"),
+    (["status", "--hosts", "$(reboot)"], "has characters a host name cannot have"),
+    (["release", "vm;reboot", "--hosts", "127.0.0.1@{port}"], "is not valid"),
+    (["release", "--hosts", "127.0.0.1@{port}"], "needs the VMs"),
+])
+def test_metacharacters_are_refused_before_any_connection(argv, message, listener, capsys):
+    port, seen = listener
+    argv = [a.format(port=port) for a in argv]
+    rc = cli.main(["--backend", "storpool", "fleet", *argv])
+    err = capsys.readouterr().err
+    assert rc != 0 and message in err and err.count("\n") == 1
+    assert seen == []
+
+
+def test_hosts_parse_errors():
+    from xen2kvm.fleet import parse_hosts
+
+    with pytest.raises(PlanError):
+        parse_hosts("h1@notaport", None)
+    with pytest.raises(Exception, match="give the hosts"):
+        parse_hosts("", None)
+    with contextlib.redirect_stderr(io.StringIO()):
+        assert parse_hosts("h1,h2@2222", None)[1].port == 2222

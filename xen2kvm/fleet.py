@@ -1,0 +1,147 @@
+"""`xen2kvm fleet sync|status|release`: many KVM hosts at once, from one workstation.
+
+StorPool calls go to the API; each host's steps run over SSH (Fabric), hosts in parallel
+(bounded). Every host's result or error is collected: one unreachable host never stops the
+others, and the exit code is non-zero when any host failed, with one line naming it and why.
+Identifiers are checked before any connection is made.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import configparser
+import io
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+from . import commands, dmtables
+from . import naming as nm
+from .context import Ctx, Options
+from .errors import PlanError, UsageError, Xen2KvmError
+from .remote import HostSpec
+
+
+@dataclass
+class HostResult:
+    host: str
+    ok: bool = True
+    error: Optional[str] = None
+    rows: list[dict] = field(default_factory=list)
+    output: str = ""
+    seconds: float = 0.0
+
+
+def parse_hosts(hosts: Optional[str], inventory: Optional[str], user: str = "root",
+                key_file: Optional[str] = None) -> list[HostSpec]:
+    """--hosts h1,h2[:port] or an inventory (INI: [name] address= port= user= key= sp_ourid=)."""
+    specs: list[HostSpec] = []
+    if inventory:
+        cp = configparser.ConfigParser()
+        try:
+            if not cp.read(inventory):
+                raise UsageError(f"inventory {inventory} cannot be read")
+        except configparser.Error as exc:
+            raise UsageError(f"inventory {inventory}: {str(exc).splitlines()[0]}") from None
+        for name in cp.sections():
+            s = cp[name]
+            try:
+                specs.append(HostSpec(name, s.get("address", name), s.getint("port", 22),
+                                      s.get("user", user), s.get("key", key_file),
+                                      s.getint("sp_ourid") if s.get("sp_ourid") else None))
+            except ValueError as exc:
+                raise UsageError(f"inventory {inventory} [{name}]: {exc}") from None
+    for item in (hosts or "").split(","):
+        if item.strip():
+            name, _, port = item.strip().partition("@")
+            specs.append(HostSpec(name, name, int(port) if port.isdigit() else 22, user,
+                                  key_file))
+            if port and not port.isdigit():
+                raise PlanError(f"port {port!r} of host {name!r} is not a number")
+    if not specs:
+        raise UsageError("give the hosts: --hosts h1,h2 or --inventory FILE")
+    names = [s.name for s in specs]
+    if len(set(names)) != len(names):
+        raise UsageError("a host is named twice")
+    return [s.check() for s in specs]
+
+
+def _rows(ctx: Ctx, host: str) -> list[dict]:
+    rows = []
+    for d in ctx.world().disks():
+        if d.host:
+            st = d.status
+            rows.append({"host": host, "vm": d.vm, "disk": d.disk, "phase": d.phase,
+                         "done": st.done if st else None, "total": st.total if st else None,
+                         "problem": d.problem})
+    return rows
+
+
+def _one(spec: HostSpec, opts: Options, action: str, vms: Sequence[str], rates,
+         ssh: dict) -> HostResult:
+    from xen2kvm.backends.storpool import StorPoolBackends
+
+    from .remote import SSHRunner
+
+    started = time.monotonic()
+    result = HostResult(spec.name)
+    out = io.StringIO()
+    runner = SSHRunner(spec, **ssh)
+    ctx = Ctx(Options(opts.backend, opts.state, spec.name, opts.yes), out)
+    try:
+        ctx.backends = StorPoolBackends(spec.name, runner, remote=True, client_id=spec.client_id)
+        rc = 0
+        if action == "sync":
+            rc = commands.sync(ctx, None, rates)
+        elif action == "release":
+            for vm in vms:
+                rc = commands.release(ctx, vm) or rc
+        result.rows = _rows(ctx, spec.name)
+        if rc:
+            result.ok, result.error = False, f"{action} exited {rc}"
+    except Xen2KvmError as exc:
+        result.ok, result.error = False, str(exc)
+    finally:
+        ctx.close()
+        runner.close()
+        result.output = out.getvalue()
+        result.seconds = time.monotonic() - started
+    return result
+
+
+def run(opts: Options, action: str, specs: list[HostSpec], vms: Sequence[str] = (),
+        rates: dmtables.Rates = dmtables.NO_RATES, parallel: int = 8, as_json: bool = False,
+        ssh: Optional[dict] = None, out=None) -> int:
+    import sys
+
+    out = out or sys.stdout
+    if opts.backend != "storpool":
+        raise UsageError("fleet runs on the storpool backend (rehearse hosts one by one with "
+                         "--backend fake --host H)")
+    for vm in vms:
+        nm.check_vm(vm)
+    workers = max(1, min(parallel, len(specs)))
+    with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+        results = list(pool.map(lambda s: _one(s, opts, action, vms, rates, ssh or {}), specs))
+    failed = [r for r in results if not r.ok]
+    if as_json:
+        print(json.dumps({"hosts": {r.host: {"ok": r.ok, "error": r.error, "rows": r.rows,
+                                             "output": r.output, "seconds": round(r.seconds, 3)}
+                                    for r in results}}, indent=2), file=out)
+    else:
+        for r in results:
+            for line in r.output.rstrip().splitlines():
+                print(f"{r.host}: {line}", file=out)
+        rows = [row for r in results for row in r.rows]
+        print(f"{'HOST':<14} {'VM':<12} {'DISK':<16} {'PHASE':<10} {'PROGRESS':>9}  PROBLEM",
+              file=out)
+        for row in rows:
+            prog = f"{100.0 * row['done'] / row['total']:.1f}%" if row["total"] else "-"
+            print(f"{row['host']:<14} {row['vm'] or '-':<12} {row['disk']:<16} "
+                  f"{row['phase']:<10} {prog:>9}  {row['problem'] or ''}", file=out)
+        ok = len(results) - len(failed)
+        print(f"{ok} of {len(results)} hosts ok", file=out)
+    for r in failed:
+        print(f"xen2kvm: error: host {r.host}: {r.error}", file=sys.stderr)
+    return 7 if failed else 0

@@ -1,0 +1,118 @@
+"""The SSH Runner: the same `run(argv)` and result types as the local Runner, over Fabric.
+
+Commands stay argument lists up to the wire, where `shlex.join` quotes them for the remote
+shell; nothing is built by concatenation. Host keys are checked against known_hosts: an unknown
+key is refused unless the operator accepts new keys, a changed key is always refused.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import shlex
+import socket
+import time
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+from .errors import HostKeyRefused, PlanError, Unreachable
+from .process import CommandResult, Runner
+
+HOST_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
+
+
+@dataclass(frozen=True)
+class HostSpec:
+    name: str
+    address: str
+    port: int = 22
+    user: str = "root"
+    key_file: Optional[str] = None
+    client_id: Optional[int] = None
+
+    def check(self) -> HostSpec:
+        for what, value in (("host name", self.name), ("address", self.address),
+                            ("user", self.user)):
+            if not HOST_RE.match(value):
+                raise PlanError(f"{what} {value!r} has characters a host name cannot have; "
+                                "use letters, digits and . _ : -")
+        if not 0 < self.port < 65536:
+            raise PlanError(f"port {self.port} of host {self.name} is not a TCP port")
+        return self
+
+
+class SSHRunner(Runner):
+    def __init__(self, spec: HostSpec, known_hosts: Optional[str] = None,
+                 accept_new_keys: bool = False, connect_timeout: float = 10.0,
+                 default_timeout: float = 600.0, secrets: Sequence[str] = ()):
+        super().__init__(default_timeout, secrets)
+        self.spec = spec.check()
+        self.known_hosts = known_hosts
+        self.accept_new_keys = accept_new_keys
+        self.connect_timeout = connect_timeout
+        self._conn = None
+
+    def _connect(self):
+        if self._conn is not None:
+            return self._conn
+        import paramiko
+        from fabric import Connection
+
+        kwargs = {"allow_agent": False,
+                  "look_for_keys": self.spec.key_file is None, "banner_timeout":
+                  self.connect_timeout, "auth_timeout": self.connect_timeout}
+        if self.spec.key_file:
+            kwargs["key_filename"] = self.spec.key_file
+        conn = Connection(self.spec.address, user=self.spec.user, port=self.spec.port,
+                          connect_kwargs=kwargs, connect_timeout=self.connect_timeout)
+        client = conn.client
+        client.get_host_keys().clear()
+        if self.known_hosts:
+            client.load_host_keys(self.known_hosts)
+        else:
+            client.load_system_host_keys()
+        client.set_missing_host_key_policy(
+            paramiko.AutoAddPolicy() if self.accept_new_keys else paramiko.RejectPolicy())
+        name = self.spec.name
+        try:
+            conn.open()
+        except paramiko.BadHostKeyException:
+            raise HostKeyRefused(f"host {name}: its SSH host key CHANGED since it was "
+                                 "recorded in known_hosts; check the host, then fix "
+                                 "known_hosts") from None
+        except paramiko.SSHException as exc:
+            if "not found in known_hosts" in str(exc):
+                raise HostKeyRefused(f"host {name}: unknown SSH host key; verify it and add it "
+                                     "to known_hosts, or pass --accept-new-host-keys") from None
+            raise Unreachable(name, f"SSH failed: {exc}") from None
+        except (OSError, socket.timeout) as exc:
+            reason = getattr(exc, "strerror", None) or type(exc).__name__
+            raise Unreachable(name, f"cannot connect to {self.spec.address}:{self.spec.port} "
+                                    f"({reason})") from None
+        self._conn = conn
+        return conn
+
+    def run(self, argv: Sequence[str], *, input: Optional[str] = None,
+            timeout: Optional[float] = None, check: bool = True) -> CommandResult:
+        argv = tuple(str(a) for a in argv)
+        conn = self._connect()
+        remote = shlex.join(["env", "LC_ALL=C", "DM_DISABLE_UDEV=1", *argv])
+        start = time.monotonic()
+        try:
+            res = conn.run(remote, hide=True, warn=True, timeout=timeout or self.default_timeout,
+                           in_stream=io.StringIO(input) if input is not None else False)
+            result = CommandResult(argv, res.exited, res.stdout, res.stderr,
+                                   time.monotonic() - start)
+        except Exception as exc:  # invoke's CommandTimedOut and transport errors
+            if "timed out" in str(exc).lower():
+                result = CommandResult(argv, 124, "", f"timed out after {timeout}s",
+                                       time.monotonic() - start)
+            else:
+                self._conn = None
+                raise Unreachable(self.spec.name, f"SSH session failed: {exc}") from None
+        return self._finish(result, check)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
