@@ -154,6 +154,10 @@ def test_second_run_and_dry_run_change_nothing(tmp_path, capsys, name):
     assert rc == 0 and "+++ b/etc/fstab" in out and sha(img) == before
     assert run(img, capsys=capsys)[0] == 0
     files = {f: cat(img, "/" + f) for f in TREES[name] if not TREES[name][f].startswith("->")}
+    changed = [f for f in files if files[f] != TREES[name][f] and exists(img, "/" + f)]
+    assert "etc/fstab" in changed
+    for f in changed:  # every changed file keeps its original beside it
+        assert cat(img, f"/{f}.pre-xen2kvm") == TREES[name][f], f
     after_first = sha(img)
     rc, out, _ = run(img, capsys=capsys)
     assert rc == 0 and "# nothing to change" in out
