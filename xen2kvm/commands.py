@@ -38,7 +38,7 @@ def sync(ctx: Ctx, vm: Optional[str], rates=dmtables.NO_RATES, repair: bool = Fa
         rc = ctx.run(plan)
         repair = False
         syncing = any(d.phase in ("syncing", "assembled") and not d.problem
-                      for ds in plans._vm_disks(w, vm).values() for d in ds)
+                      for ds in plans.vm_disks(w, vm).values() for d in ds)
         if rc or not wait or not ctx.opts.yes or not (syncing or plan.steps):
             return rc
         if waited >= timeout:

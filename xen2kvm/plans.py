@@ -240,7 +240,7 @@ def plan_assemble(w: World, vm: str, disk_ids: Sequence[str], targets,
 
 
 # sync (-m) -----------------------------------------------------------------------------------
-def _vm_disks(w: World, vm: Optional[str]) -> dict[str, list[Disk]]:
+def vm_disks(w: World, vm: Optional[str]) -> dict[str, list[Disk]]:
     by_vm: dict[str, list[Disk]] = {}
     for d in w.disks():
         if d.host and (vm is None or d.vm == vm):
@@ -253,7 +253,7 @@ def plan_sync(w: World, vm: Optional[str], targets, rates: dmtables.Rates = dmta
     if vm:
         nm.check_vm(vm)
     plan = Plan()
-    by_vm = _vm_disks(w, vm)
+    by_vm = vm_disks(w, vm)
     if not by_vm:
         plan.notes.append(f"no disk of {'VM ' + vm if vm else 'any VM'} is assembled on "
                           f"{w.host}; nothing to sync")
