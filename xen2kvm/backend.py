@@ -70,6 +70,9 @@ class HostBackend(Protocol):
 
     def dm_status(self, name: str) -> str: ...
 
+    def dm_snapshot(self) -> tuple[dict[str, str], dict[str, str]]:
+        """Tables and status lines of every dm device, read together (one round trip)."""
+
     def dm_targets(self) -> dict[str, tuple[int, ...]]: ...
 
     def dm_create(self, name: str, table: str) -> None: ...

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import functools
 import os
 import sys
 from dataclasses import dataclass, field
@@ -32,7 +33,7 @@ class Ctx:
     opts: Options
     out: TextIO = field(default_factory=lambda: sys.stdout)
     backends: Any = None
-    _lock: Any = None
+    _lock: Any = None  # what releases the run lock
 
     @classmethod
     def open(cls, opts: Options, out: Optional[TextIO] = None) -> Ctx:
@@ -70,6 +71,10 @@ class Ctx:
 
     def lock(self) -> None:
         """One mutating run per host at a time: two runs for the same disk never interleave."""
+        hold = getattr(self.backends, "hold_lock", None)
+        if hold is not None:  # the host's own lock, taken over SSH
+            self._lock = hold()
+            return
         lock_dir = Path(getattr(self.backends, "lock_dir", None) or "/run/lock/xen2kvm")
         lock_dir.mkdir(parents=True, exist_ok=True)
         path = lock_dir / "xen2kvm.lock"
@@ -79,7 +84,7 @@ class Ctx:
         except BlockingIOError:
             os.close(fd)
             raise LockBusy(f"another xen2kvm run holds {path}; wait for it to finish") from None
-        self._lock = fd
+        self._lock = functools.partial(os.close, fd)
 
     def run(self, plan: Plan) -> int:
         """Print the plan (dry-run) or execute it (-y); the same list either way."""
@@ -103,5 +108,5 @@ class Ctx:
         if self.backends is not None:
             self.backends.close()
         if self._lock is not None:
-            os.close(self._lock)
+            self._lock()
             self._lock = None

@@ -79,7 +79,7 @@ def _rows(ctx: Ctx, host: str) -> list[dict]:
 
 
 def _one(spec: HostSpec, opts: Options, action: str, vms: Sequence[str], rates,
-         ssh: dict) -> HostResult:
+         ssh: dict, shared) -> HostResult:
     from xen2kvm.backends.storpool import StorPoolBackends
 
     from .remote import SSHRunner
@@ -90,7 +90,8 @@ def _one(spec: HostSpec, opts: Options, action: str, vms: Sequence[str], rates,
     runner = SSHRunner(spec, **ssh)
     ctx = Ctx(Options(opts.backend, opts.state, spec.name, opts.yes), out)
     try:
-        ctx.backends = StorPoolBackends(spec.name, runner, remote=True, client_id=spec.client_id)
+        ctx.backends = StorPoolBackends(spec.name, runner, remote=True, client_id=spec.client_id,
+                                        shared=shared if action == "status" else None)
         rc = 0
         if action == "sync":
             rc = commands.sync(ctx, None, rates)
@@ -121,9 +122,13 @@ def run(opts: Options, action: str, specs: list[HostSpec], vms: Sequence[str] = 
                          "--backend fake --host H)")
     for vm in vms:
         nm.check_vm(vm)
+    from xen2kvm.backends.storpool.client import SharedLists
+
+    shared = SharedLists()
     workers = max(1, min(parallel, len(specs)))
     with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
-        results = list(pool.map(lambda s: _one(s, opts, action, vms, rates, ssh or {}), specs))
+        results = list(pool.map(
+            lambda s: _one(s, opts, action, vms, rates, ssh or {}, shared), specs))
     failed = [r for r in results if not r.ok]
     if as_json:
         print(json.dumps({"hosts": {r.host: {"ok": r.ok, "error": r.error, "rows": r.rows,

@@ -1,11 +1,16 @@
 """Real sshd instances on loopback for tests and benchmarks (Debian's openssh-server).
 
 Each instance has its own generated host key; one client key logs into all of them as root.
+A host's root login shell reads Debian's stock root dot files, not this workstation's: sshd
+runs in its own mount namespace with them bound over ~root/.bashrc and ~root/.profile (bash
+reads .bashrc for every SSH command, and a developer's .bashrc can cost 100 processes each).
 """
 
 from __future__ import annotations
 
 import os
+import pwd
+import shutil
 import socket
 import subprocess
 import time
@@ -14,6 +19,10 @@ from pathlib import Path
 from typing import Optional
 
 SSHD = "/usr/sbin/sshd"
+STOCK = Path("/usr/share/base-files")  # Debian's root dot files (dot.bashrc, dot.profile)
+# $1 = folder with the stock files, $2 = root's home, then the sshd command line
+STOCK_HOME = ('for f in .bashrc .profile; do [ ! -e "$2/$f" ] || '
+              'mount --bind "$1/$f" "$2/$f" || exit 1; done; shift 2; exec "$@"')
 
 
 def free_port() -> int:
@@ -44,7 +53,7 @@ class Sshd:
 
 
 class SshdFarm:
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, stock_dotfiles: bool = True):
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
         self.client_key = root / "client"
@@ -53,6 +62,13 @@ class SshdFarm:
         os.chmod(root / "authorized_keys", 0o600)
         Path("/run/sshd").mkdir(parents=True, exist_ok=True)  # privilege separation dir
         self.hosts: list[Sshd] = []
+        self.stock_home: Optional[Path] = None
+        if stock_dotfiles and shutil.which("unshare") and (STOCK / "dot.bashrc").exists() \
+                and os.geteuid() == 0:
+            self.stock_home = root / "stock-home"
+            self.stock_home.mkdir(exist_ok=True)
+            for f in ("bashrc", "profile"):
+                shutil.copy(STOCK / f"dot.{f}", self.stock_home / f".{f}")
 
     def start(self, name: str, extra: str = "") -> Sshd:
         key = self.root / f"host-{name}"
@@ -65,7 +81,11 @@ class SshdFarm:
             f"AuthorizedKeysFile {self.root}/authorized_keys\nPermitRootLogin prohibit-password\n"
             "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n"
             "StrictModes no\nLogLevel ERROR\nMaxStartups 64\nMaxSessions 64\n" + extra)
-        proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(cfg)], stderr=subprocess.DEVNULL)
+        argv = [SSHD, "-D", "-e", "-f", str(cfg)]
+        if self.stock_home is not None:
+            argv = ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
+                    STOCK_HOME, "sh", str(self.stock_home), pwd.getpwuid(0).pw_dir, *argv]
+        proc = subprocess.Popen(argv, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 20
         while True:  # wait until it listens (a bounded wait on an observable condition)
             try:

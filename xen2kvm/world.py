@@ -60,12 +60,12 @@ class World:
     @classmethod
     def read(cls, storage, host) -> World:
         volumes = {v.name: v for v in storage.list_volumes()}
-        dm = host.dm_tables()
+        dm, raw = host.dm_snapshot()
         statuses = {}
         for name, table in dm.items():
             parsed = nm.parse_dm_name(name)
-            if parsed and not parsed[2] and " raid " in f" {table} ":
-                statuses[name] = parse_status(host.dm_status(name))
+            if parsed and not parsed[2] and " raid " in f" {table} " and name in raw:
+                statuses[name] = parse_status(raw[name])
         return cls(volumes, host.name, dm, statuses)
 
     # lookups --------------------------------------------------------------------------------

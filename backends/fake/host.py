@@ -110,6 +110,10 @@ class FakeHost:
     def dm_tables(self) -> dict[str, str]:
         return {n: d.table for n, d in sorted(self.state.dm.items())}
 
+    def dm_snapshot(self) -> tuple[dict[str, str], dict[str, str]]:
+        tables = self.dm_tables()
+        return tables, {n: self.dm_status(n) for n in tables}
+
     def dm_targets(self) -> dict[str, tuple[int, ...]]:
         return {"linear": LINEAR_VERSION, "raid": self.state.raid_version}
 

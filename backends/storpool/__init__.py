@@ -11,10 +11,12 @@ from typing import Optional
 from xen2kvm.process import Runner
 
 from . import config
-from .client import Client
+from .client import Client, SharedLists
 from .host import LocalHost
 from .remote_host import RemoteHost
 from .storage import StorPoolStorage
+
+DEFAULT_LOCK_DIR = "/run/lock/xen2kvm"
 
 
 class StorPoolBackends:
@@ -22,18 +24,23 @@ class StorPoolBackends:
     may come from an inventory instead of the host's section of the StorPool config)."""
 
     def __init__(self, host: Optional[str], runner: Runner, remote: bool = False,
-                 client_id: Optional[int] = None):
+                 client_id: Optional[int] = None, shared: Optional[SharedLists] = None):
         hostname = host or platform.node()
         settings = config.load(hostname)
         runner.secrets.append(settings.token)
         self.settings = settings
         self.client = Client(settings)
         our_id = client_id if client_id is not None else settings.our_id
-        self.storage = StorPoolStorage(self.client, hostname, our_id)
+        self.storage = StorPoolStorage(self.client, hostname, our_id, shared)
         host_class = RemoteHost if remote else LocalHost
         self.host = host_class(hostname, runner, os.environ.get("XEN2KVM_DEV_ROOT", "/dev"))
-        lock_root = os.environ.get("XEN2KVM_LOCK_DIR", "/run/lock/xen2kvm")
-        self.lock_dir = os.path.join(lock_root, hostname) if remote else lock_root
+        lock_root = os.environ.get("XEN2KVM_LOCK_DIR")
+        self.lock_dir = lock_root or DEFAULT_LOCK_DIR
+        if remote:
+            # on the host itself, the lock a run there takes; XEN2KVM_LOCK_DIR (rehearsals,
+            # tests: several "hosts" on one machine) gives each host a folder of its own
+            remote_dir = os.path.join(lock_root, hostname) if lock_root else DEFAULT_LOCK_DIR
+            self.hold_lock = lambda: self.host.hold_lock(remote_dir)
 
     def close(self) -> None:
         pass

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import threading
 import time
 from typing import Any, Callable, Optional
 
@@ -70,3 +71,21 @@ class Client:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
         return BackendError("unreachable",
                             f"cannot reach the StorPool API at {s.host}:{s.port} ({reason})")
+
+
+class SharedLists:
+    """The cluster's volume and attachment lists read once for many hosts' views (fleet
+    status): one consistent picture, and two API calls however many hosts are shown.
+    Only for reads: a run that changes anything reads its own lists again."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._lists: dict[tuple, Any] = {}
+
+    def call(self, client: Client, method: str) -> Any:
+        s = client.settings
+        key = (s.host, s.port, s.token, method)
+        with self._lock:  # the first host reads, the others wait for its answer
+            if key not in self._lists:
+                self._lists[key] = client.call(method)
+            return self._lists[key]

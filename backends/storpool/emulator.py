@@ -364,10 +364,16 @@ class _Handler(BaseHTTPRequestHandler):
         self._serve("POST")
 
 
+class _Server(ThreadingHTTPServer):
+    # socketserver's default backlog of 5 drops the SYNs of a fleet's concurrent clients,
+    # which then wait the kernel's 1 s SYN retransmit: the API itself serves many at once
+    request_queue_size = 128
+
+
 def serve(emulator: Emulator, host: str = "127.0.0.1", port: int = 0) -> ThreadingHTTPServer:
     """Start serving in a daemon thread; `server.server_address[1]` is the port."""
     handler = type("Handler", (_Handler,), {"emulator": emulator})
-    server = ThreadingHTTPServer((host, port), handler)
+    server = _Server((host, port), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
 

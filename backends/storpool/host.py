@@ -16,11 +16,35 @@ from typing import Callable, Optional, Sequence
 
 from xen2kvm.dmstatus import parse_targets
 from xen2kvm.errors import DeviceError
-from xen2kvm.process import Runner
+from xen2kvm.process import CommandResult, Runner
 
 DEVNUM = re.compile(r"^\d+:\d+$")
 NO_DM = "Failure to communicate with kernel device-mapper driver"
+DM_INFO = ("info", "-c", "--noheadings", "-o", "name,major,minor", "--separator", " ")
 STEP = 1 << 20
+
+
+def _has_devices(table: CommandResult) -> bool:
+    return not ("No devices found" in table.stdout or NO_DM in table.stderr)
+
+
+def _by_device(text: str) -> dict[str, list[str]]:
+    """`name: line` output of dmsetup table/status (one line per target), by device."""
+    out: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        name, sep, rest = line.partition(": ")
+        if sep:
+            out.setdefault(name, []).append(rest)
+    return dict(sorted(out.items()))
+
+
+def parse_dm_info(text: str) -> dict[str, str]:
+    out = {}
+    for line in text.splitlines():
+        w = line.split()
+        if len(w) == 3:
+            out[f"{w[1]}:{w[2]}"] = f"/dev/mapper/{w[0]}"
+    return out
 
 
 class LocalHost:
@@ -97,7 +121,7 @@ class LocalHost:
 
     def _devnums(self) -> dict[str, str]:
         """major:minor -> the path this tool names the device by."""
-        out = self._dm_devnums()
+        out = parse_dm_info(self._dmsetup(*DM_INFO, check=False).stdout)
         sp = self.dev_root / "storpool"
         if sp.is_dir():
             for entry in sp.iterdir():
@@ -110,30 +134,30 @@ class LocalHost:
                     out[num] = f"/dev/storpool/{entry.name}"
         return out
 
-    def _dm_devnums(self) -> dict[str, str]:
-        info = self._dmsetup("info", "-c", "--noheadings", "-o", "name,major,minor",
-                             "--separator", " ", check=False)
-        out = {}
-        for line in info.stdout.splitlines():
-            w = line.split()
-            if len(w) == 3:
-                out[f"{w[1]}:{w[2]}"] = f"/dev/mapper/{w[0]}"
-        return out
+    def _dm_read(self) -> tuple[CommandResult, Optional[CommandResult], Callable[[], dict]]:
+        """`dmsetup table`, `dmsetup status` and the device numbers, for dm_snapshot."""
+        table = self._dmsetup("table", check=False)
+        if not _has_devices(table):
+            return table, None, dict
+        return table, self._dmsetup("status", check=False), self._devnums
+
+    def dm_snapshot(self) -> tuple[dict[str, str], dict[str, str]]:
+        table, status, devnums = self._dm_read()
+        if not _has_devices(table):
+            return {}, {}  # without the driver there are no devices (assemble will say why)
+        for res in (table, status):
+            if res is not None and res.rc != 0:
+                last = (res.stderr.strip().splitlines() or ["failed"])[-1]
+                raise DeviceError("dmsetup", f"dmsetup {res.argv[1]} on {self.name}: {last}")
+        nums = devnums()
+        tables = {n: "\n".join(" ".join(nums.get(w, w) if DEVNUM.match(w) else w
+                                         for w in line.split()) for line in lines)
+                  for n, lines in _by_device(table.stdout).items()}
+        statuses = {n: "\n".join(lines) for n, lines in _by_device(status.stdout).items()}
+        return tables, statuses
 
     def dm_tables(self) -> dict[str, str]:
-        res = self._dmsetup("table", check=False)
-        if "No devices found" in res.stdout or NO_DM in res.stderr:
-            return {}  # without the driver there are no devices (assemble will say why)
-        if res.rc != 0:
-            last = (res.stderr.strip().splitlines() or ["failed"])[-1]
-            raise DeviceError("dmsetup", f"dmsetup table on {self.name}: {last}")
-        nums = self._devnums()
-        tables: dict[str, list[str]] = {}
-        for line in res.stdout.splitlines():
-            name, _, table = line.partition(": ")
-            words = [nums.get(w, w) if DEVNUM.match(w) else w for w in table.split()]
-            tables.setdefault(name, []).append(" ".join(words))
-        return {n: "\n".join(lines) for n, lines in sorted(tables.items())}
+        return self.dm_snapshot()[0]
 
     def dm_status(self, name: str) -> str:
         return self._dmsetup("status", name).stdout.strip()

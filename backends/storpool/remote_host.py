@@ -6,18 +6,42 @@ from __future__ import annotations
 
 import base64
 import re
-from typing import Optional
+from typing import Callable, Optional
 
-from xen2kvm.errors import DeviceError
+from xen2kvm.errors import DeviceError, LockBusy
+from xen2kvm.process import CommandResult
 
-from .host import LocalHost
+from .host import DM_INFO, LocalHost, parse_dm_info
 
 READ = 'dd if="$1" iflag=skip_bytes,count_bytes skip="$2" count="$3" bs=65536 status=none ' \
        '| base64 -w0'
 WRITE = 'base64 -d | dd of="$1" oflag=seek_bytes seek="$2" bs=65536 conv=notrunc,fsync ' \
         'status=none'
-DEVNUMS = 'for f in "$1"/*; do [ -e "$f" ] && stat -L -c "%t %T %n" "$f"; done; true'
+STATS = 'for f in "$d"/*; do [ -e "$f" ] && stat -L -c "%t %T %n" "$f"; done; true'
 DIFFER = re.compile(r"differ: (?:byte|char) (\d+)")
+SEP = "\036x2k"  # a record separator: no dm table or status line starts with it
+# $1 = the storpool device folder, the rest: the arguments of `dmsetup info`. Without devices
+# (or without the driver) it stops after the table, as LocalHost does.
+SNAPSHOT = ('d="$1"; shift; sep=$(printf "\\036x2k"); '
+            't=$(dmsetup table); r=$?; printf "%s\\n" "$t"; echo "$sep $r"; '
+            '[ "$r" = 0 ] && [ "$t" != "No devices found" ] || exit 0; '
+            'dmsetup status; r=$?; echo; echo "$sep $r"; '
+            'dmsetup "$@"; echo; echo "$sep"; ' + STATS)
+# The same lock file a run on the host itself takes; fd 9 passes to `cat`, which holds it
+# until its stdin ends: when the controller closes the channel or its connection drops.
+LOCK = ('mkdir -p "$1" && exec 9>>"$1/xen2kvm.lock" || exit 1; flock -n 9 || exit 75; '
+        'echo locked; exec cat >/dev/null')
+LOCK_BUSY = 75
+SECTION = re.compile("^" + SEP + r" (\d+)\n", re.M)
+
+
+def _stat_devnums(text: str) -> dict[str, str]:
+    out = {}
+    for line in text.splitlines():
+        w = line.split(maxsplit=2)
+        if len(w) == 3 and w[0] != "0":
+            out[f"{int(w[0], 16)}:{int(w[1], 16)}"] = f"/dev/storpool/{w[2].rsplit('/', 1)[-1]}"
+    return out
 
 
 class RemoteHost(LocalHost):
@@ -59,14 +83,34 @@ class RemoteHost(LocalHost):
             return int(m.group(1)) - 1
         raise DeviceError("EIO", f"cmp on {self.name} failed: {res.stderr.strip()}")
 
-    def _devnums(self) -> dict[str, str]:
-        out = super()._dm_devnums()
-        res = self._sh(DEVNUMS, str(self.dev_root / "storpool"))
-        for line in res.stdout.splitlines():
-            w = line.split(maxsplit=2)
-            if len(w) == 3 and w[0] != "0":
-                out[f"{int(w[0], 16)}:{int(w[1], 16)}"] = f"/dev/storpool/{w[2].rsplit('/', 1)[-1]}"
-        return out
+    def hold_lock(self, lock_dir: str) -> Callable[[], None]:
+        """Take the host's run lock; returns what releases it."""
+        held = self.runner.start(["sh", "-c", LOCK, "sh", lock_dir])
+        if held.first_line(timeout=60) == "locked":
+            return held.close
+        res = held.finish()
+        if res.rc == LOCK_BUSY:
+            raise LockBusy(f"another xen2kvm run holds {self.name}:{lock_dir}/xen2kvm.lock; "
+                           "wait for it to finish")
+        last = (res.stderr.strip().splitlines() or [f"exit {res.rc}"])[-1]
+        raise DeviceError("lock", f"cannot take the run lock on {self.name}: {last}")
+
+    def _dm_read(self):
+        """One round trip instead of four: over SSH each command costs a session and a shell."""
+        res = self._sh(SNAPSHOT, str(self.dev_root / "storpool"), *DM_INFO)
+        parts = SECTION.split(res.stdout)
+        if len(parts) not in (3, 5):
+            last = (res.stderr.strip().splitlines() or ["output cut short"])[-1]
+            raise DeviceError("EIO", f"reading dm state on {self.name} failed "
+                                     f"(exit {res.rc}): {last}")
+        table_res = CommandResult(("dmsetup", "table"), int(parts[1]), parts[0], res.stderr, 0.0)
+        if len(parts) == 3:
+            return table_res, None, dict
+        status, s_rc, rest = parts[2:]
+        info, _, stats = rest.partition(SEP + "\n")
+        status_res = CommandResult(("dmsetup", "status"), int(s_rc), status, res.stderr, 0.0)
+        nums = {**parse_dm_info(info), **_stat_devnums(stats)}
+        return table_res, status_res, lambda: nums
 
     def sysctl_get(self, key: str) -> int:
         res = self.runner.run(["sysctl", "-n", key], check=False)

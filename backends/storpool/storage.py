@@ -12,14 +12,21 @@ from typing import Mapping, Optional
 from xen2kvm.backend import Volume
 from xen2kvm.errors import BackendError
 
-from .client import Client
+from .client import Client, SharedLists
 
 
 class StorPoolStorage:
-    def __init__(self, client: Client, local_host: str, our_id: Optional[int]):
+    def __init__(self, client: Client, local_host: str, our_id: Optional[int],
+                 shared: Optional[SharedLists] = None):
         self.client = client
         self.local_host = local_host
         self.our_id = our_id
+        self.shared = shared
+
+    def _list(self, method: str) -> list[dict]:
+        if self.shared is not None:
+            return self.shared.call(self.client, method)
+        return self.client.call(method)
 
     def host_label(self, client_id: int) -> str:
         return self.local_host if client_id == self.our_id else f"client{client_id}"
@@ -39,9 +46,9 @@ class StorPoolStorage:
                       raw.get("templateName") or "")
 
     def list_volumes(self) -> list[Volume]:
-        vols = self.client.call("volumesList")
+        vols = self._list("volumesList")
         by_volume: dict[str, list[str]] = {}
-        for att in self.client.call("attachmentsList"):
+        for att in self._list("attachmentsList"):
             if not att.get("snapshot"):
                 by_volume.setdefault(att["volume"], []).append(self.host_label(att["client"]))
         return sorted((self._volume(v, tuple(sorted(by_volume.get(v["name"], []))))

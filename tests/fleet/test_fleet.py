@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import io
 import json
+import os
 import socket
 import threading
 
 import pytest
 
-from xen2kvm import cli
-from xen2kvm.errors import CommandFailed, HostKeyRefused, PlanError, Unreachable
+from xen2kvm import cli, mbr
+from xen2kvm.backends.storpool.remote_host import RemoteHost
+from xen2kvm.errors import CommandFailed, HostKeyRefused, LockBusy, PlanError, Unreachable
 from xen2kvm.remote import HostSpec, SSHRunner
 from xen2kvm.testing_sshd import free_port
 
+from ..storpool.conftest import SPRig
+
 pytestmark = pytest.mark.fleet
+MIB = 1 << 20
 
 
 def _spec(farm, host) -> HostSpec:
@@ -152,3 +158,65 @@ def test_hosts_parse_errors():
         parse_hosts("", None)
     with contextlib.redirect_stderr(io.StringIO()):
         assert parse_hosts("h1,h2@2222", None)[1].port == 2222
+
+
+def _locked_here(path) -> int:
+    """Take the lock file as a run on the host itself would (blocking)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
+def _free_within(path, seconds: float) -> bool:
+    """Whether the lock can be taken within `seconds` (a blocking flock, not a sleep)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT)
+    t = threading.Thread(target=fcntl.flock, args=(fd, fcntl.LOCK_EX), daemon=True)
+    t.start()
+    t.join(seconds)
+    free = not t.is_alive()
+    if free:
+        os.close(fd)
+    return free
+
+
+def test_a_run_over_ssh_takes_the_hosts_own_lock(farm, emulator, tmp_path, capsys):
+    sp = SPRig(emulator)
+    sp.create("ldisk", 8 * MIB, b"LNX-")
+    sp.create("kdisk", 8 * MIB)
+    h1 = farm.start("h1")
+    argv = ["--backend", "storpool", "--inventory", str(farm.inventory(tmp_path / "i", [h1])),
+            "--known-hosts", str(farm.known_hosts()), "--host", "h1",
+            "prepare", "-x", "ldisk", "-k", "kdisk", "-y"]
+    lock = tmp_path / "lock" / "h1" / "xen2kvm.lock"  # $XEN2KVM_LOCK_DIR/<host> on the host
+    before = json.dumps(emulator.volumes, sort_keys=True)
+    fd = _locked_here(lock)
+    rc = cli.main(argv)
+    err = capsys.readouterr().err
+    assert rc == 3 and err.count("\n") == 1, err
+    assert f"another xen2kvm run holds h1:{lock}" in err
+    assert json.dumps(emulator.volumes, sort_keys=True) == before
+    os.close(fd)
+    assert cli.main(argv) == 0, capsys.readouterr()
+    assert mbr.parse(sp.file_bytes("kdisk", 0, 512)) == [mbr.Partition(32, 16384, 0x83)]
+    assert _free_within(lock, 10), "the run ended but its lock holder on the host did not"
+
+
+def test_the_hosts_lock_ends_with_the_controllers_connection(farm, tmp_path):
+    h = farm.start("h1")
+    kh = str(farm.known_hosts())
+    lock_dir = tmp_path / "lock"
+    first = SSHRunner(_spec(farm, h), known_hosts=kh)
+    release = RemoteHost("h1", first).hold_lock(str(lock_dir))
+    second = RemoteHost("h1", SSHRunner(_spec(farm, h), known_hosts=kh))
+    with pytest.raises(LockBusy, match="another xen2kvm run holds h1:"):
+        second.hold_lock(str(lock_dir))
+    fd = os.open(lock_dir / "xen2kvm.lock", os.O_RDWR)
+    with pytest.raises(BlockingIOError):
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    os.close(fd)
+    # the controller vanishes without a goodbye: its TCP connection is cut
+    first._conn.client.get_transport().sock.shutdown(socket.SHUT_RDWR)
+    assert _free_within(lock_dir / "xen2kvm.lock", 10)
+    release()  # after the cut: nothing left to release, and no error
+    second.hold_lock(str(lock_dir))()
