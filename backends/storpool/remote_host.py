@@ -29,8 +29,9 @@ SNAPSHOT = ('d="$1"; shift; sep=$(printf "\\036x2k"); '
             'dmsetup "$@"; echo; echo "$sep"; ' + STATS)
 # The same lock file a run on the host itself takes; fd 9 passes to `cat`, which holds it
 # until its stdin ends: when the controller closes the channel or its connection drops.
-LOCK = ('mkdir -p "$1" && exec 9>>"$1/xen2kvm.lock" || exit 1; flock -n 9 || exit 75; '
-        'echo locked; exec cat >/dev/null')
+# flock -n says 1 for "held elsewhere" (-E is too new for CentOS 7), other codes are errors.
+LOCK = ('mkdir -p "$1" && exec 9>>"$1/xen2kvm.lock" || exit 1; flock -n 9; r=$?; '
+        'case $r in 0) ;; 1) exit 75 ;; *) exit "$r" ;; esac; echo locked; exec cat >/dev/null')
 LOCK_BUSY = 75
 SECTION = re.compile("^" + SEP + r" (\d+)\n", re.M)
 

@@ -7,6 +7,7 @@ import fcntl
 import io
 import json
 import os
+import shutil
 import socket
 import threading
 
@@ -14,7 +15,14 @@ import pytest
 
 from xen2kvm import cli, mbr
 from xen2kvm.backends.storpool.remote_host import RemoteHost
-from xen2kvm.errors import CommandFailed, HostKeyRefused, LockBusy, PlanError, Unreachable
+from xen2kvm.errors import (
+    CommandFailed,
+    DeviceError,
+    HostKeyRefused,
+    LockBusy,
+    PlanError,
+    Unreachable,
+)
 from xen2kvm.remote import HostSpec, SSHRunner
 from xen2kvm.testing_sshd import free_port
 
@@ -220,3 +228,14 @@ def test_the_hosts_lock_ends_with_the_controllers_connection(farm, tmp_path):
     assert _free_within(lock_dir / "xen2kvm.lock", 10)
     release()  # after the cut: nothing left to release, and no error
     second.hold_lock(str(lock_dir))()
+
+
+def test_a_host_without_flock_is_an_error_not_a_busy_lock(farm, tmp_path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("env", "sh", "mkdir", "cat"):
+        (bin_dir / tool).symlink_to(shutil.which(tool))
+    h = farm.start("h1", extra=f"SetEnv PATH={bin_dir}\n")
+    host = RemoteHost("h1", SSHRunner(_spec(farm, h), known_hosts=str(farm.known_hosts())))
+    with pytest.raises(DeviceError, match="cannot take the run lock on h1: .*flock.*not found"):
+        host.hold_lock(str(tmp_path / "lock"))
