@@ -7,7 +7,8 @@ empty value must not matter, so an empty value counts as no tag), sizes after a 
 
 from __future__ import annotations
 
-from typing import Mapping, Optional
+from dataclasses import replace
+from typing import Any, Callable, Mapping, Optional
 
 from xen2kvm.backend import Volume
 from xen2kvm.errors import BackendError
@@ -23,10 +24,8 @@ class StorPoolStorage:
         self.our_id = our_id
         self.shared = shared
 
-    def _list(self, method: str) -> list[dict]:
-        if self.shared is not None:
-            return self.shared.call(self.client, method)
-        return self.client.call(method)
+    def _read(self, what: str, read: Callable[[], Any]) -> Any:
+        return read() if self.shared is None else self.shared.get(self.client, what, read)
 
     def host_label(self, client_id: int) -> str:
         return self.local_host if client_id == self.our_id else f"client{client_id}"
@@ -46,13 +45,15 @@ class StorPoolStorage:
                       raw.get("templateName") or "")
 
     def list_volumes(self) -> list[Volume]:
-        vols = self._list("volumesList")
+        """Volumes by name; `attached` names this host, other clients by ID."""
+        vols = self._read("volumes", lambda: sorted(
+            (self._volume(v) for v in self.client.call("volumesList")), key=lambda v: v.name))
         by_volume: dict[str, list[str]] = {}
-        for att in self._list("attachmentsList"):
+        for att in self._read("attachments", lambda: self.client.call("attachmentsList")):
             if not att.get("snapshot"):
                 by_volume.setdefault(att["volume"], []).append(self.host_label(att["client"]))
-        return sorted((self._volume(v, tuple(sorted(by_volume.get(v["name"], []))))
-                       for v in vols), key=lambda v: v.name)
+        return [replace(v, attached=tuple(sorted(by_volume[v.name]))) if v.name in by_volume
+                else v for v in vols]
 
     def get(self, name: str) -> Optional[Volume]:
         try:

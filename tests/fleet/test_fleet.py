@@ -98,11 +98,14 @@ def test_status_across_hosts_with_one_down_and_one_failing(farm, emulator, tmp_p
 def test_eight_hosts_one_unreachable(farm, emulator, tmp_path, capsys):
     hosts = [farm.start(f"h{i}") for i in range(1, 8)]
     inv = farm.inventory(tmp_path / "inv.ini", hosts, extra=[("h8", free_port())])
+    emulator.calls.clear()
     rc, out, err = fleet(["status", "--inventory", str(inv), "--known-hosts",
                           str(farm.known_hosts())], capsys)
     assert rc != 0 and "7 of 8 hosts ok" in out
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and "host h8" in lines[0] and "cannot connect" in lines[0]
+    # one read of the cluster's lists serves every host's view
+    assert dict(emulator.calls) == {"VolumesList": 1, "AttachmentsList": 1}
 
 
 def test_a_changed_host_key_refuses_only_that_host(farm, emulator, tmp_path, capsys):

@@ -7,6 +7,7 @@ import os
 import pytest
 
 from xen2kvm.backends.storpool import StorPoolBackends, config
+from xen2kvm.backends.storpool.client import SharedLists
 from xen2kvm.errors import BackendError, UsageError
 from xen2kvm.process import Runner
 
@@ -87,6 +88,24 @@ def test_other_clients_show_by_id(be, emulator):
     assert be.storage.list_volumes()[0].attached == ("client12",)
     with pytest.raises(BackendError, match="is open at client 12"):
         be.storage.attach("v", HOST)
+
+
+def test_shared_lists_are_read_once_and_labelled_per_host(emulator):
+    shared = SharedLists()
+    a = StorPoolBackends("hA", Runner(), client_id=11, shared=shared).storage
+    b = StorPoolBackends("hB", Runner(), client_id=12, shared=shared).storage
+    a.create_volume("v", 4096, {"t": "1"})
+    a.create_volume("w", 4096, {})
+    emulator.handle("VolumesReassignWait", [], {"reassign": [{"volume": "v", "rw": [11]}]})
+    emulator.calls.clear()
+    seen_a, seen_b = a.list_volumes(), b.list_volumes()
+    assert [(v.name, v.attached) for v in seen_a] == [("v", ("hA",)), ("w", ())]
+    assert [(v.name, v.attached) for v in seen_b] == [("v", ("client11",)), ("w", ())]
+    assert seen_a[0].tags == {"t": "1"} and dict(emulator.calls) == {
+        "VolumesList": 1, "AttachmentsList": 1}
+    # the shared picture is one moment's (runs that change things do not share one)
+    a.create_volume("x", 4096, {})
+    assert [v.name for v in b.list_volumes()] == ["v", "w"]
 
 
 def test_transient_errors_are_retried_others_are_not(be, emulator):
