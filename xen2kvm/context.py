@@ -71,9 +71,9 @@ class Ctx:
 
     def lock(self) -> None:
         """One mutating run per host at a time: two runs for the same disk never interleave."""
-        hold = getattr(self.backends, "hold_lock", None)
-        if hold is not None:  # the host's own lock, taken over SSH
-            self._lock = hold()
+        remote_dir = getattr(self.backends, "remote_lock_dir", None)
+        if remote_dir is not None:  # the host's own lock, taken over SSH
+            self._lock = self.host.hold_lock(remote_dir)
             return
         lock_dir = Path(getattr(self.backends, "lock_dir", None) or "/run/lock/xen2kvm")
         lock_dir.mkdir(parents=True, exist_ok=True)

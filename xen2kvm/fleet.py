@@ -14,13 +14,16 @@ import io
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
 from . import commands, dmtables
 from . import naming as nm
 from .context import Ctx, Options
 from .errors import PlanError, UsageError, Xen2KvmError
 from .remote import HostSpec
+
+if TYPE_CHECKING:
+    from xen2kvm.backends.storpool.client import SharedLists
 
 
 @dataclass
@@ -79,7 +82,7 @@ def _rows(ctx: Ctx, host: str) -> list[dict]:
 
 
 def _one(spec: HostSpec, opts: Options, action: str, vms: Sequence[str], rates,
-         ssh: dict, shared) -> HostResult:
+         ssh: dict, shared: SharedLists) -> HostResult:
     from xen2kvm.backends.storpool import StorPoolBackends
 
     from .remote import SSHRunner

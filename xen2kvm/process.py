@@ -25,6 +25,10 @@ class CommandResult:
     stderr: str
     seconds: float
 
+    def last_line(self, default: str) -> str:
+        """The last line of stderr: what a failing tool says last is why it failed."""
+        return (self.stderr.strip().splitlines() or [default])[-1]
+
 
 class Runner:
     """Runs argv lists locally. Subclasses (SSH) keep the same signature and result type."""
@@ -83,8 +87,8 @@ class Runner:
         """The `-p` program on a device path; its failure stops the step with its last word."""
         proc = self.run([*argv, path], check=False, timeout=3600)
         if proc.rc != 0:
-            last = (proc.stderr.strip().splitlines() or ["no error output"])[-1]
-            raise HelperFailed(f"helper {argv[0]} exited {proc.rc}: {last}; "
+            raise HelperFailed(f"helper {argv[0]} exited {proc.rc}: "
+                               f"{proc.last_line('no error output')}; "
                                "fix it and rerun the same command")
 
     def dump(self) -> None:

@@ -20,6 +20,8 @@ from .errors import HostKeyRefused, PlanError, Unreachable
 from .process import CommandResult, Runner, log
 
 HOST_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
+# what the local Runner sets, set on the host too (sshd passes no locale we could rely on)
+REMOTE_ENV = ("env", "LC_ALL=C", "DM_DISABLE_UDEV=1")
 
 
 @dataclass(frozen=True)
@@ -154,7 +156,7 @@ class SSHRunner(Runner):
         argv = tuple(str(a) for a in argv)
         conn = self._connect()
         log.info("Running on %s: %s", self.spec.name, self.redact(shlex.join(argv)))
-        remote = shlex.join(["env", "LC_ALL=C", "DM_DISABLE_UDEV=1", *argv])
+        remote = shlex.join([*REMOTE_ENV, *argv])
         start = time.monotonic()
         try:
             res = conn.run(remote, hide=True, warn=True, timeout=timeout or self.default_timeout,
@@ -177,7 +179,7 @@ class SSHRunner(Runner):
         log.info("Starting on %s: %s", self.spec.name, self.redact(shlex.join(argv)))
         try:
             channel = conn.create_session()
-            channel.exec_command(shlex.join(["env", "LC_ALL=C", *argv]))
+            channel.exec_command(shlex.join([*REMOTE_ENV, *argv]))
         except Exception as exc:  # transport errors
             self._conn = None
             raise Unreachable(self.spec.name, f"SSH session failed: {exc}") from None

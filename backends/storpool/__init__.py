@@ -36,11 +36,12 @@ class StorPoolBackends:
         self.host = host_class(hostname, runner, os.environ.get("XEN2KVM_DEV_ROOT", "/dev"))
         lock_root = os.environ.get("XEN2KVM_LOCK_DIR")
         self.lock_dir = lock_root or DEFAULT_LOCK_DIR
+        # over SSH, the host's own lock: the one a run there takes; XEN2KVM_LOCK_DIR
+        # (rehearsals, tests: several "hosts" on one machine) gives each host a folder
+        self.remote_lock_dir: Optional[str] = None
         if remote:
-            # on the host itself, the lock a run there takes; XEN2KVM_LOCK_DIR (rehearsals,
-            # tests: several "hosts" on one machine) gives each host a folder of its own
-            remote_dir = os.path.join(lock_root, hostname) if lock_root else DEFAULT_LOCK_DIR
-            self.hold_lock = lambda: self.host.hold_lock(remote_dir)
+            self.remote_lock_dir = os.path.join(lock_root, hostname) if lock_root \
+                else DEFAULT_LOCK_DIR
 
     def close(self) -> None:
         pass

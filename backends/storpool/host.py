@@ -115,8 +115,8 @@ class LocalHost:
     def _dmsetup(self, *args: str, input: Optional[str] = None, check: bool = True):
         result = self.runner.run(["dmsetup", *args], input=input, check=False, timeout=120)
         if check and result.rc != 0:
-            last = (result.stderr.strip().splitlines() or ["failed"])[-1]
-            raise DeviceError("dmsetup", f"dmsetup {' '.join(args[:2])}: {last}")
+            raise DeviceError("dmsetup", f"dmsetup {' '.join(args[:2])}: "
+                                         f"{result.last_line('failed')}")
         return result
 
     def _devnums(self) -> dict[str, str]:
@@ -134,22 +134,22 @@ class LocalHost:
                     out[num] = f"/dev/storpool/{entry.name}"
         return out
 
-    def _dm_read(self) -> tuple[CommandResult, Optional[CommandResult], Callable[[], dict]]:
-        """`dmsetup table`, `dmsetup status` and the device numbers, for dm_snapshot."""
+    def _dm_read(self) -> tuple[CommandResult, Optional[CommandResult], dict[str, str]]:
+        """`dmsetup table`, then (only when there are devices) `dmsetup status` and the
+        device numbers, for dm_snapshot."""
         table = self._dmsetup("table", check=False)
-        if not _has_devices(table):
-            return table, None, dict
-        return table, self._dmsetup("status", check=False), self._devnums
+        if not _has_devices(table) or table.rc != 0:
+            return table, None, {}
+        return table, self._dmsetup("status", check=False), self._devnums()
 
     def dm_snapshot(self) -> tuple[dict[str, str], dict[str, str]]:
-        table, status, devnums = self._dm_read()
+        table, status, nums = self._dm_read()
         if not _has_devices(table):
             return {}, {}  # without the driver there are no devices (assemble will say why)
         for res in (table, status):
             if res is not None and res.rc != 0:
-                last = (res.stderr.strip().splitlines() or ["failed"])[-1]
-                raise DeviceError("dmsetup", f"dmsetup {res.argv[1]} on {self.name}: {last}")
-        nums = devnums()
+                raise DeviceError("dmsetup", f"dmsetup {res.argv[1]} on {self.name}: "
+                                             f"{res.last_line('failed')}")
         tables = {n: "\n".join(" ".join(nums.get(w, w) if DEVNUM.match(w) else w
                                          for w in line.split()) for line in lines)
                   for n, lines in _by_device(table.stdout).items()}

@@ -93,25 +93,23 @@ class RemoteHost(LocalHost):
         if res.rc == LOCK_BUSY:
             raise LockBusy(f"another xen2kvm run holds {self.name}:{lock_dir}/xen2kvm.lock; "
                            "wait for it to finish")
-        last = (res.stderr.strip().splitlines() or [f"exit {res.rc}"])[-1]
-        raise DeviceError("lock", f"cannot take the run lock on {self.name}: {last}")
+        raise DeviceError("lock", f"cannot take the run lock on {self.name}: "
+                                  f"{res.last_line(f'exit {res.rc}')}")
 
     def _dm_read(self):
         """One round trip instead of four: over SSH each command costs a session and a shell."""
         res = self._sh(SNAPSHOT, str(self.dev_root / "storpool"), *DM_INFO)
         parts = SECTION.split(res.stdout)
         if len(parts) not in (3, 5):
-            last = (res.stderr.strip().splitlines() or ["output cut short"])[-1]
             raise DeviceError("EIO", f"reading dm state on {self.name} failed "
-                                     f"(exit {res.rc}): {last}")
+                                     f"(exit {res.rc}): {res.last_line('output cut short')}")
         table_res = CommandResult(("dmsetup", "table"), int(parts[1]), parts[0], res.stderr, 0.0)
         if len(parts) == 3:
-            return table_res, None, dict
+            return table_res, None, {}
         status, s_rc, rest = parts[2:]
         info, _, stats = rest.partition(SEP + "\n")
         status_res = CommandResult(("dmsetup", "status"), int(s_rc), status, res.stderr, 0.0)
-        nums = {**parse_dm_info(info), **_stat_devnums(stats)}
-        return table_res, status_res, lambda: nums
+        return table_res, status_res, {**parse_dm_info(info), **_stat_devnums(stats)}
 
     def sysctl_get(self, key: str) -> int:
         res = self.runner.run(["sysctl", "-n", key], check=False)

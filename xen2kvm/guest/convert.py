@@ -228,8 +228,7 @@ def mounted(device: str, runner: Runner, writable: bool) -> Iterator[tuple[Path,
                      check=False)
     if res.rc != 0:
         mnt.rmdir()
-        last = (res.stderr.strip().splitlines() or ["mount failed"])[-1]
-        raise PlanError(f"cannot mount {device}: {last}")
+        raise PlanError(f"cannot mount {device}: {res.last_line('mount failed')}")
     try:
         if writable and os.statvfs(mnt).f_flag & os.ST_RDONLY:
             raise PlanError(f"{device} was mounted read-only by the kernel; it cannot be "
