@@ -31,7 +31,12 @@ def pytest_cmdline_main(config):
     if os.geteuid() != 0:
         raise pytest.UsageError("--backend lab needs root (loop devices, dm, mounts)")
     start = time.monotonic()
-    rc = lab.run(sys.argv, timeout=float(os.environ.get("XEN2KVM_LAB_TIMEOUT", "1500")))
+    # `python -m pytest` leaves pytest/__main__.py in argv[0], which is no program: re-run it
+    # through the interpreter, the same way it was started
+    argv = list(sys.argv)
+    if argv[0].endswith("__main__.py"):
+        argv[:1] = [sys.executable, "-m", "pytest"]
+    rc = lab.run(argv, timeout=float(os.environ.get("XEN2KVM_LAB_TIMEOUT", "1500")))
     print(f"kernel lab: {time.monotonic() - start:.0f} s, exit {rc}", flush=True)
     return rc
 

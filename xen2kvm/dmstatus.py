@@ -24,7 +24,6 @@ class RaidStatus:
     health: str
     done: int
     action: Optional[str]
-    mismatch: Optional[int] = None
 
     @property
     def in_sync(self) -> bool:
@@ -54,12 +53,11 @@ def parse_status(line: str) -> RaidStatus:
         health = w[5]
         done, total = (int(x) for x in w[6].split("/"))
         action = w[7] if len(w) > 7 else None
-        mismatch = int(w[8]) if len(w) > 8 else None
     except (IndexError, ValueError) as exc:
         raise ValueError(f"not a dm-raid raid1 status line: {line!r}") from exc
     if len(health) != devices or not re.fullmatch(r"[AaD-]+", health):
         raise ValueError(f"bad health field {health!r} in {line!r}")
-    return RaidStatus(int(w[1]), devices, health, done, action, mismatch)
+    return RaidStatus(int(w[1]), devices, health, done, action)
 
 
 def parse_version(text: str) -> tuple[int, ...]:

@@ -12,14 +12,6 @@ XEN_CONSOLE = re.compile(r"\b(hvc0|xvc0)\b")
 SERIAL = "ttyS0"
 
 
-def root_device_of(fstab: str) -> Optional[str]:
-    for line in fstab.splitlines():
-        w = line.split()
-        if len(w) >= 2 and not w[0].startswith("#") and w[1] == "/":
-            return w[0]
-    return None
-
-
 def _disk(m: re.Match) -> str:
     return f"/dev/vd{m.group(1)}{m.group(2)}"
 
