@@ -1,5 +1,5 @@
 @safety
-Feature: Refusals: a one-line error, a non-zero exit, and nothing changed (ARCHITECTURE section 4)
+Feature: Refusals: a one-line error, a non-zero exit, and nothing changed (docs/architecture.md §5)
 
   Background:
     Given a XEN VM "lnx1" with disk "ldisk" of 16M

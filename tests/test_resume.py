@@ -1,5 +1,5 @@
 """Resume after a crash: fail the k-th mutating call for every k, rerun the same command, and
-reach the same final state and bytes as an uninterrupted run (ARCHITECTURE section 2)."""
+reach the same final state and bytes as an uninterrupted run (docs/architecture.md §2)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Device-mapper tables, as the kernel takes them (all numbers in 512-byte sectors).
 
-The raid1 always carries a metadata device per leg (ARCHITECTURE section 3a): without them a
+The raid1 always carries a metadata device per leg (docs/architecture.md §4): without them a
 failed KVM leg freezes guest writes and every reload restarts the copy from zero.
 """
 

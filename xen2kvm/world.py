@@ -1,5 +1,5 @@
 """One snapshot of the world per invocation: volumes and tags, the local host's dm devices and
-their status. Every disk's phase is derived from it (ARCHITECTURE section 2); nothing is kept in
+their status. Every disk's phase is derived from it (docs/architecture.md §2); nothing is kept in
 a local state file, so a crashed run is finished by running the same command again."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """One KVM host of the fake cluster: block devices and a device-mapper model that maps I/O the
-way the kernel does (dm-raid-measured.md).
+way the kernel does (docs/measured.md).
 
 * linear: segments forward to their devices at an offset.
 * raid1 with a metadata device per leg: writes go to every live leg, reads come from leg 0;

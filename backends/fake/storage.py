@@ -1,4 +1,4 @@
-"""StorPool, modelled: the API's rules and error names (storage-facts section 1), in memory."""
+"""StorPool, modelled: the API's rules and error names (docs/storpool.md), in memory."""
 
 from __future__ import annotations
 

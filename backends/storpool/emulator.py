@@ -2,7 +2,7 @@
 
 It speaks `/ctrl/1.0/<Query>` with StorPool's envelopes (`{"generation", "data"}` and
 `{"error": {"name", "descr", "transient"}}`), checks `Authorization: Storpool v1:<token>`, and
-enforces the API's rules (storage-facts section 1): name and tag charsets and lengths, sizes in
+enforces the API's rules (docs/storpool.md): name and tag charsets and lengths, sizes in
 multiples of 512, no shrink without `shrinkOk`, objectExists / objectDoesNotExist, and no
 delete, shrink or rename of an attached volume ("... is open at client N"). Volume data lives in
 sparse files; a clone copies only the allocated extents of its parent. Attaching a volume to a

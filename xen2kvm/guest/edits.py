@@ -1,5 +1,5 @@
-"""Pure text changes a XEN PV guest needs to boot under KVM with virtio disks (what virt-v2v
-does: storage-facts section 6). Each takes the old text and returns the new one; running one
+"""Pure text changes a XEN PV guest needs to boot under KVM with virtio disks (what virt-v2v's
+convert_linux does). Each takes the old text and returns the new one; running one
 on its own output changes nothing, so a second run of the helper is a no-op."""
 
 from __future__ import annotations
