@@ -64,11 +64,11 @@ class Client:
                 replies.check_data(method, data, mutating)
                 return data
             except self.spapi.ApiError as exc:
-                what = self._api_error(call, exc, attempt)
+                what = self._api_error(call, exc, self._given_up(attempt, start))
             except (OSError, http.client.HTTPException) as exc:
                 if self._connection_failed(call, exc, mutating, done, attempt, start):
                     return None
-                what = replies.connection_failure(exc)
+                what = replies.connection_failure(exc, self.timeout)
             except MALFORMED as exc:
                 what = replies.describe(exc)
                 if mutating and done is not None and self._safe(done):
@@ -82,15 +82,20 @@ class Client:
                   file=sys.stderr, flush=True)
             self.sleep(pause)
 
-    def _api_error(self, call: str, exc: Any, attempt: int) -> str:
+    def _given_up(self, attempt: int, start: float) -> bool:
+        """No retries left, or the next pause would pass the whole budget."""
+        pause = min(self.delay * 2 ** (attempt + 1), 30.0)
+        return attempt >= self.retries or time.monotonic() - start + pause > self.budget
+
+    def _api_error(self, call: str, exc: Any, given_up: bool) -> str:
         """A documented error: raise unless transient with retries left; else say what."""
         err = exc.json["error"]
         name, descr = str(err.get("name", f"http{exc.status}")), str(err.get("descr", exc))
         if exc.status == 401 or name == "authError":
             raise BackendError("authError", f"{self.where} refused the token "
                                "(check SP_AUTH_TOKEN)") from None
-        if not err.get("transient") or attempt >= self.retries:
-            raise BackendError(name, f"{call.split(' ', 3)[-1]}: {descr}",
+        if not err.get("transient") or given_up:
+            raise BackendError(name, f"{call}: {descr}",
                                bool(err.get("transient"))) from None
         return f"{name} ({descr})"
 
@@ -98,33 +103,25 @@ class Client:
                            done: Optional[Callable[[], bool]], attempt: int,
                            start: float) -> bool:
         """True when a change is found made; raises when a retry is not safe or not left."""
-        out_of_time = time.monotonic() - start + self.delay * 2 ** (attempt + 1) > self.budget
-        if attempt >= self.retries or out_of_time:
-            if mutating and done is not None and self._safe(done):
+        what = replies.connection_failure(exc, self.timeout)
+        if mutating and not isinstance(exc, ConnectionRefusedError):
+            if done is not None and self._safe(done):
                 return True
-            raise self._unreachable(call, exc, attempt) from None
-        if not mutating or isinstance(exc, ConnectionRefusedError):
-            return False  # a read, or a request that never reached the API: safe to resend
-        if done is not None and self._safe(done):
-            return True
-        if done is None or isinstance(exc, TimeoutError):
-            raise BackendError("unknownOutcome", f"{call}: {replies.connection_failure(exc)}; "
-                               "the API may still apply the change: rerun the same command "
-                               "to re-read the state") from None
-        return False
+            if done is None or isinstance(exc, TimeoutError):
+                raise BackendError("unknownOutcome", f"{call}: {what}; the API may still "
+                                   "apply the change: rerun the same command to re-read the "
+                                   "state") from None
+        if self._given_up(attempt, start):
+            tries = f" after {attempt} retries" if attempt else ""
+            raise BackendError("unreachable", f"{call}: {what}{tries}; check that the API "
+                               "runs and rerun the same command") from None
+        return False  # a read, or a request that never reached the API: safe to resend
 
     def _safe(self, check: Callable[[], bool]) -> bool:
         try:
             return check()
         except (OSError, http.client.HTTPException, BackendError, *MALFORMED):
             return False
-
-    def _unreachable(self, call: str, exc: Exception, attempt: int) -> BackendError:
-        s = self.settings
-        tries = f" after {attempt} retries" if attempt else ""
-        return BackendError("unreachable", f"cannot reach the StorPool API at {s.host}:{s.port}"
-                            f" ({call.split(' ', 3)[-1]}: {replies.connection_failure(exc)}"
-                            f"{tries}); check that it runs and rerun the same command")
 
 
 class SharedLists:

@@ -146,6 +146,7 @@ class Emulator:
         self.misreplies: dict[str, list] = {}
         self.release = threading.Event()  # lets "slow"/"hang" replies go
         self.held = 0  # requests waiting on `release`
+        self.idle = threading.Condition(self.lock)  # notified when `held` drops
         self._load()
 
     # persistence -------------------------------------------------------------------------
@@ -409,6 +410,7 @@ class _Handler(BaseHTTPRequestHandler):
             finally:
                 with emu.lock:
                     emu.held -= 1
+                    emu.idle.notify_all()
             return
         status, ctype, raw, length = MISREPLIES[shape]
         self.close_connection = True

@@ -9,6 +9,7 @@ traceback so that the one line can say what came back without re-implementing th
 
 from __future__ import annotations
 
+import http.client
 import socket
 from typing import Any, Optional
 
@@ -83,9 +84,13 @@ def check_data(method: str, data: Any, mutating: bool) -> None:
                 raise BadData(f"a `data` item's {key} is {_json_type(item.get(key))}")
 
 
-def connection_failure(exc: BaseException) -> str:
+def connection_failure(exc: BaseException, timeout: float) -> str:
     if isinstance(exc, (socket.timeout, TimeoutError)):
-        return "no reply within the timeout (XEN2KVM_API_TIMEOUT)"
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    return type(exc).__name__
+        return f"no reply within {timeout:g} s (XEN2KVM_API_TIMEOUT)"
+    if isinstance(exc, ConnectionRefusedError):
+        return "cannot reach it (connection refused)"
+    if isinstance(exc, http.client.IncompleteRead):
+        return "the reply was cut short"
+    if isinstance(exc, OSError):
+        return f"the connection failed ({exc.strerror or type(exc).__name__})"
+    return f"a broken HTTP reply ({type(exc).__name__})"
