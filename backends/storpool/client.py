@@ -18,6 +18,7 @@ import threading
 import time
 from typing import Any, Callable, Optional
 
+from xen2kvm import interrupts
 from xen2kvm.errors import BackendError, UsageError
 
 from . import replies
@@ -60,7 +61,8 @@ class Client:
         call = f"{self.where} {method[:1].upper()}{method[1:]}"
         while True:
             try:
-                data = getattr(self.api, method)(*args, returnRawAPIData=True)
+                with interrupts.call_in_flight():  # a request is never cut off half-way
+                    data = getattr(self.api, method)(*args, returnRawAPIData=True)
                 replies.check_data(method, data, mutating)
                 return data
             except self.spapi.ApiError as exc:
