@@ -21,21 +21,22 @@ LOCK_FILE = "xen2kvm.lock"
 
 
 def _refuse(path: str, why: str, fix: str) -> PlanError:
-    return PlanError(f"lock folder {path} {why}; {fix} (XEN2KVM_LOCK_DIR)")
+    return PlanError(f"lock folder {path} {why}; {fix}")
 
 
 def _check(path: str, st: os.stat_result) -> None:
     if stat.S_ISLNK(st.st_mode):
-        raise _refuse(path, "is a symlink", "remove it; the tool creates the folder itself")
+        raise _refuse(path, "is a symlink", "remove it; the tool creates the folder itself "
+                      "(or set XEN2KVM_LOCK_DIR)")
     if not stat.S_ISDIR(st.st_mode):
         raise _refuse(path, "is not a directory", "remove it or point XEN2KVM_LOCK_DIR at a "
                       "folder of your own")
     if st.st_uid != os.geteuid():
         raise _refuse(path, f"belongs to uid {st.st_uid}, not to you (uid {os.geteuid()})",
-                      "remove it so that the tool can create its own")
+                      "remove it so that the tool can create its own (or set XEN2KVM_LOCK_DIR)")
     if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
         raise _refuse(path, f"is writable by others (mode {stat.S_IMODE(st.st_mode):o})",
-                      f"chmod go-w {path}")
+                      f"chmod go-w {path} (or set XEN2KVM_LOCK_DIR)")
 
 
 def open_folder(path: str) -> int:
