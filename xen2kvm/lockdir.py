@@ -66,9 +66,11 @@ def acquire(path: str) -> Callable[[], None]:
         fd = os.open(LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
                      dir_fd=dir_fd)
     except OSError as exc:
-        why = "is a symlink" if exc.errno == errno.ELOOP else f"({exc.strerror})"
-        raise PlanError(f"lock file {where} cannot be opened {why}; remove it and rerun "
-                        "the same command") from None
+        if exc.errno == errno.ELOOP:
+            raise PlanError(f"lock file {where} is a symlink; remove it and rerun the same "
+                            "command") from None
+        raise PlanError(f"lock file {where} cannot be opened ({exc.strerror}); point "
+                        "XEN2KVM_LOCK_DIR at a writable folder of your own") from None
     finally:
         os.close(dir_fd)
     try:

@@ -4,6 +4,8 @@ line, the README's exit code, nothing changed."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 
 import pytest
 
@@ -60,3 +62,23 @@ def test_a_helper_that_cannot_run_is_refused_before_the_clone(sp, tmp_path, help
     assert f"helper {helper} does not exist or is not executable" in sp.err
     assert json.dumps(sp.emu.volumes, sort_keys=True) == before
     sp.ok(PREPARE.replace("-y ", ""))  # and a dry-run without the helper still plans
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a read-only tmpfs needs root")
+@pytest.mark.parametrize("below,message", [
+    ("lock", "cannot be used (Read-only file system)"),
+    ("", "cannot be opened (Read-only file system); point XEN2KVM_LOCK_DIR"),
+])
+def test_a_read_only_lock_dir_is_one_line_with_exit_3(sp, tmp_path, monkeypatch, below,
+                                                      message):
+    before = _pair(sp)
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,mode=0700", "tmpfs", str(ro)], check=True)
+    try:
+        monkeypatch.setenv("XEN2KVM_LOCK_DIR", str(ro / below) if below else str(ro))
+        assert sp.run(PREPARE) == 3
+    finally:
+        subprocess.run(["umount", str(ro)], check=True)
+    assert sp.err.count("\n") == 1 and message in sp.err, sp.err
+    assert json.dumps(sp.emu.volumes, sort_keys=True) == before
