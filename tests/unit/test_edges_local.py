@@ -150,3 +150,22 @@ def test_a_reader_that_goes_away_leaves_no_traceback(tmp_path):
     proc.stdout.close()  # as `| head -0` does before the tool writes
     err = proc.stderr.read().decode()
     assert proc.wait(60) == 141 and err == "", err
+
+
+# rates: tune's rule wherever a rate is taken ------------------------------------------------------
+@pytest.mark.parametrize("command", ["xen2kvm assemble kvmlnx --disk kdisk {rates} -y",
+                                     "xen2kvm sync kvmlnx {rates} -y",
+                                     "xen2kvm fleet sync --hosts nosuchhost {rates} -y",
+                                     "xen2kvm tune {tune} -y"])
+@pytest.mark.parametrize("rates,tune,message", [
+    ("--max-rate -5", "--max -5", "-5 is out of range"),
+    ("--max-rate 0", "--max 0", "0 is out of range"),
+    ("--min-rate 5000 --max-rate 10", "--min 5000 --max 10", "must not exceed"),
+    (f"--max-rate {10**21}", f"--max {10**21}", "is out of range; give a positive number"),
+])
+def test_bad_rates_are_refused_before_anything(tmp_path, command, rates, tune, message):
+    rig = _fake_pair(tmp_path)
+    before = rig.fingerprint()
+    r = rig.run(command.format(rates=rates, tune=tune))
+    assert r.rc == 3 and r.err.count("\n") == 1 and message in r.err, r
+    assert rig.fingerprint() == before
