@@ -85,9 +85,11 @@ class Client:
             self.sleep(pause)
 
     def _given_up(self, attempt: int, start: float) -> bool:
-        """No retries left, or the next pause would pass the whole budget."""
+        """No retries left, or the next pause and a next attempt that waits its whole timeout
+        would pass the budget: the run's API time stays within it however the API fails."""
         pause = min(self.delay * 2 ** (attempt + 1), 30.0)
-        return attempt >= self.retries or time.monotonic() - start + pause > self.budget
+        spent = time.monotonic() - start
+        return attempt >= self.retries or spent + pause + self.timeout > self.budget
 
     def _api_error(self, call: str, exc: Any, given_up: bool) -> str:
         """A documented error: raise unless transient with retries left; else say what."""
