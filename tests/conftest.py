@@ -41,9 +41,27 @@ def pytest_cmdline_main(config):
     return rc
 
 
+STORPOOLONLY = pytest.mark.skip(reason="@storpoolonly: needs the HTTP API, which the fake does "
+                                      "not have; tests/bdd/test_api_features.py runs it against "
+                                      "the API emulator")
+
+
 def pytest_collection_modifyitems(config, items):
-    """In the lab run the feature scenarios (but @fakeonly) and the tests marked `lab`."""
+    """In the lab run the feature scenarios (but @fakeonly) and the tests marked `lab`. On the
+    fake, @storpoolonly scenarios skip in test_features and run (alone) in test_api_features."""
     if config.getoption("--backend") != "lab":
+        keep, drop = [], []
+        for item in items:
+            only = "storpoolonly" in {m.name for m in item.iter_markers()}
+            if "test_api_features" in item.nodeid and not only:
+                drop.append(item)
+                continue
+            if only and "test_features" in item.nodeid:
+                item.add_marker(STORPOOLONLY)
+            keep.append(item)
+        if drop:
+            config.hook.pytest_deselected(items=drop)
+            items[:] = keep
         return
     keep, drop = [], []
     for item in items:
@@ -209,6 +227,11 @@ class FakeRig(Rig):
 
     def set_raid_version(self, version: str) -> None:
         self.ok(f"xen2kvm sim kernel {version}")
+
+    token = "fake-has-no-token"
+
+    def lock_folder(self) -> Path:
+        return self.state  # the fake keeps its run lock with its state
 
     @contextlib.contextmanager
     def holding_lock(self):

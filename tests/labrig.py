@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import http.client
 import json
 import os
 import subprocess
@@ -251,6 +252,40 @@ class LabRig(Rig):
 
     def set_raid_version(self, version: str) -> None:
         raise AssertionError("the lab runs the kernel it has (scenario is @fakeonly)")
+
+    # the StorPool API and the host's settings (data safety: edges) ---------------------------
+    token = TOKEN
+
+    def lock_folder(self) -> Path:
+        return Path(os.environ["XEN2KVM_LOCK_DIR"])
+
+    def set_env(self, key: str, value: str) -> None:
+        """Changed for this scenario only: close() puts the rig's environment back."""
+        self._saved.setdefault(key, os.environ.get(key))
+        os.environ[key] = value
+
+    def misreply(self, call: str, shape: str) -> None:
+        self.emu.misreply(call, shape)
+
+    def break_setting(self, setting: str) -> None:
+        if setting == "SP_OURID":
+            conf = Path(os.environ["XEN2KVM_STORPOOL_CONF"])
+            conf.write_text(conf.read_text().replace(f"SP_OURID={OUR_ID}\n", ""))
+        elif setting == "device root":
+            self.set_env("XEN2KVM_DEV_ROOT", str(self.tmp / "no-such-dev"))
+        else:
+            raise AssertionError(f"no such setting {setting}")
+
+    def api(self, path: str, body: bytes) -> tuple[int, dict]:
+        """A raw request, as any client could send it."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.server.server_address[1], timeout=30)
+        try:
+            conn.request("POST", f"/ctrl/1.0/{path}", body,
+                         {"Authorization": f"Storpool v1:{self.token}"})
+            reply = conn.getresponse()
+            return reply.status, json.loads(reply.read())
+        finally:
+            conn.close()
 
     @contextlib.contextmanager
     def holding_lock(self):

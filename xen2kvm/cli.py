@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import io
 import logging
 import os
 import shlex
+import signal
 import sys
+import threading
 from typing import Callable, Optional, Sequence
 
-from . import __version__, commands, dmtables
+from . import __version__, commands, dmtables, interrupts
 from .context import Ctx, Options
 from .errors import UsageError, Xen2KvmError
 
@@ -156,20 +159,47 @@ def _fleet(opts: Options, args) -> int:
                      args.json, ssh)
 
 
+def _quiet_stdout() -> None:
+    """The reader went away (`| head`): drop the rest of the output, and Python's own
+    complaint when it flushes stdout at exit."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, io.UnsupportedOperation):
+        pass
+
+
+def _one_line(prog: str, text: str, code: int) -> int:
+    if os.environ.get("XEN2KVM_DEBUG"):
+        raise  # noqa: PLE0704 -- only called from an except clause
+    print(f"{prog}: error: {text}", file=sys.stderr)
+    return code
+
+
 def guarded(prog: str, body: Callable[[], int]) -> int:
-    """Run a command body: a Xen2KvmError becomes one line on stderr and its exit code."""
+    """Run a command body: a Xen2KvmError becomes one line on stderr and its exit code;
+    Ctrl-C stops between calls (exit 130, see interrupts.py); a closed stdout is quiet and
+    exits 141 as a shell tool killed by SIGPIPE would; a local file error is one line, 4."""
+    previous = signal.getsignal(signal.SIGINT)
+    interrupts.install()
     try:
         return body()
     except Xen2KvmError as exc:
-        if os.environ.get("XEN2KVM_DEBUG"):
-            raise
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return _one_line(prog, str(exc), exc.exit_code)
     except ValueError as exc:  # bad sizes and numbers from the command line
-        if os.environ.get("XEN2KVM_DEBUG"):
-            raise
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 2
+        return _one_line(prog, str(exc), 2)
+    except KeyboardInterrupt:
+        return _one_line(prog, "interrupted between steps; rerun the same command to finish",
+                         130)
+    except BrokenPipeError:
+        _quiet_stdout()
+        return 141
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        return _one_line(prog, f"{where}{exc.strerror or exc}", 4)
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, previous)
 
 
 def run_with_ctx(opts: Options, verbose: bool, action: Callable[[Ctx], int]) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Optional, Sequence
 
-from . import dmtables, mbr, plans
+from . import dmtables, mbr, plans, preflight
 from . import naming as nm
 from .context import Ctx
 from .errors import PlanError, VerifyMismatch
@@ -21,16 +21,19 @@ def clone(ctx: Ctx, xen: str, kvm: str, vm: Optional[str] = None) -> int:
 
 
 def prepare(ctx: Ctx, xen: str, kvm: str, n: int, helper: Sequence[str] = ()) -> int:
+    preflight.check(ctx, helper=helper)
     return ctx.run(plans.plan_prepare(ctx.world(), xen, kvm, n, helper))
 
 
 def assemble(ctx: Ctx, vm: str, disks: Sequence[str], rates=dmtables.NO_RATES) -> int:
+    preflight.check(ctx)
     w = ctx.world()
     return ctx.run(plans.plan_assemble(w, vm, disks, ctx.host.dm_targets(), rates))
 
 
 def sync(ctx: Ctx, vm: Optional[str], rates=dmtables.NO_RATES, repair: bool = False,
          wait: bool = False, interval: float = 1.0, timeout: float = 86400.0) -> int:
+    preflight.check(ctx)
     waited = 0.0
     while True:
         w = ctx.world()
@@ -48,6 +51,7 @@ def sync(ctx: Ctx, vm: Optional[str], rates=dmtables.NO_RATES, repair: bool = Fa
 
 
 def release(ctx: Ctx, vm: str) -> int:
+    preflight.check(ctx)
     return ctx.run(plans.plan_release(ctx.world(), vm))
 
 
@@ -84,6 +88,7 @@ def status(ctx: Ctx, vm: Optional[str], as_json: bool = False) -> int:
 
 def verify(ctx: Ctx, xen_id: str, kvm_id: str) -> int:
     """Byte compare: the XEN data (the clone while it exists) against the KVM volume from N."""
+    preflight.check(ctx)
     w = ctx.world()
     xen, kvm = w.resolve(xen_id), w.resolve(kvm_id)
     clone = w.get(nm.clone_name(xen.name))
@@ -122,12 +127,10 @@ def tune(ctx: Ctx, min_kib: Optional[int], max_kib: Optional[int], reset: bool) 
     if max_kib is not None:
         want[SPEED_MAX] = max_kib
     for key, value in want.items():
-        if value <= 0:
-            raise PlanError(f"{key} must be a positive number of KiB/s")
+        dmtables.check_rate(key, value)
     current = {k: ctx.host.sysctl_get(k) for k in (SPEED_MIN, SPEED_MAX)}
-    low = want.get(SPEED_MIN, current[SPEED_MIN])
-    if low > want.get(SPEED_MAX, current[SPEED_MAX]):
-        raise PlanError("the minimum resync speed must not exceed the maximum")
+    dmtables.check_order(want.get(SPEED_MIN, current[SPEED_MIN]),
+                         want.get(SPEED_MAX, current[SPEED_MAX]))
     ctx.say(f"{ctx.host.name}: {SPEED_MIN}={current[SPEED_MIN]} {SPEED_MAX}={current[SPEED_MAX]}"
             " KiB/s (per-array: sync --min-rate/--max-rate)")
     plan = plans.Plan([SysctlSet(k, v) for k, v in want.items() if current[k] != v])

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import fcntl
-import functools
-import os
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Optional, TextIO
 
 from xen2kvm import backends as registry
 
-from .errors import LockBusy, UsageError
+from . import lockdir
+from .errors import UsageError
 from .plans import Plan
 from .process import Runner
 from .world import World
@@ -75,16 +72,9 @@ class Ctx:
         if remote_dir is not None:  # the host's own lock, taken over SSH
             self._lock = self.host.hold_lock(remote_dir)
             return
-        lock_dir = Path(getattr(self.backends, "lock_dir", None) or "/run/lock/xen2kvm")
-        lock_dir.mkdir(parents=True, exist_ok=True)
-        path = lock_dir / "xen2kvm.lock"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise LockBusy(f"another xen2kvm run holds {path}; wait for it to finish") from None
-        self._lock = functools.partial(os.close, fd)
+        # checked and opened without following links: see lockdir.py
+        self._lock = lockdir.acquire(getattr(self.backends, "lock_dir", None)
+                                     or "/run/lock/xen2kvm")
 
     def run(self, plan: Plan) -> int:
         """Print the plan (dry-run) or execute it (-y); the same list either way."""

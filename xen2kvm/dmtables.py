@@ -11,13 +11,35 @@ from typing import Optional
 
 from .errors import PlanError
 
+RATE_MAX = 2**31 - 1  # dm-raid and md take the rates as a C int
+
+
+def check_rate(what: str, kib: int) -> None:
+    """One rule for `tune` and the per-array rates of sync, assemble and fleet sync."""
+    if not 0 < kib <= RATE_MAX:
+        raise PlanError(f"{what} {kib} is out of range; give a positive number of KiB/s up "
+                        f"to {RATE_MAX}")
+
+
+def check_order(min_kib: Optional[int], max_kib: Optional[int]) -> None:
+    if min_kib is not None and max_kib is not None and min_kib > max_kib:
+        raise PlanError(f"the minimum resync rate {min_kib} must not exceed the maximum {max_kib} "
+                        "KiB/s; give a minimum at or below the maximum")
+
 
 @dataclass(frozen=True)
 class Rates:
-    """Per-array resync rates in KiB/s per disk (None: the global sysctls apply)."""
+    """Per-array resync rates in KiB/s per disk (None: the global sysctls apply); checked
+    when made, so a bad number is refused before anything changes."""
 
     min_kib: Optional[int] = None
     max_kib: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        for what, kib in (("--min-rate", self.min_kib), ("--max-rate", self.max_kib)):
+            if kib is not None:
+                check_rate(what, kib)
+        check_order(self.min_kib, self.max_kib)
 
     def params(self) -> list[str]:
         out: list[str] = []

@@ -41,10 +41,12 @@ META_SIZE_BYTES = 4 * 1024 * 1024
 
 
 def check_volume_name(name: str, what: str = "volume name") -> str:
-    if not name or len(name) >= NAME_AND_TAGS_MAX or not NAME_RE.match(name) or name in RESERVED:
+    # "." and ".." pass StorPool's charset but name directories: /dev/storpool/.. is /dev
+    if not name or len(name) >= NAME_AND_TAGS_MAX or not NAME_RE.match(name) or \
+            name in RESERVED or name in (".", ".."):
         raise PlanError(
             f"{what} {name!r} is not a valid StorPool name; use letters, digits and _ - . : "
-            f"(under {NAME_AND_TAGS_MAX} characters)"
+            f"(not only dots, under {NAME_AND_TAGS_MAX} characters)"
         )
     return name
 

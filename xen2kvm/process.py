@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Deque, Optional, Sequence
 
+from . import interrupts
 from .errors import CommandFailed, HelperFailed
 
 log = logging.getLogger("xen2kvm.run")
@@ -28,6 +29,18 @@ class CommandResult:
     def last_line(self, default: str) -> str:
         """The last line of stderr: what a failing tool says last is why it failed."""
         return (self.stderr.strip().splitlines() or [default])[-1]
+
+
+SECRET_WORDS = ("TOKEN", "PASSWORD", "SECRET", "PASSWD")
+
+
+def clean_environment(secrets: Sequence[str] = ()) -> dict[str, str]:
+    """The environment for commands and the operator's helper: nothing named like a secret
+    (SP_AUTH_TOKEN above all) or holding a known one: a helper is any program the operator
+    names, and it has no business with the cluster's credentials."""
+    return {k: v for k, v in os.environ.items()
+            if not any(word in k.upper() for word in SECRET_WORDS)
+            and not any(secret in v for secret in secrets)}
 
 
 class Runner:
@@ -53,17 +66,19 @@ class Runner:
     ) -> CommandResult:
         argv = tuple(str(a) for a in argv)
         log.info("Running: %s", self.redact(shlex.join(argv)))
-        env = dict(os.environ, LC_ALL="C")
+        env = dict(clean_environment(self.secrets), LC_ALL="C")
         start = time.monotonic()
         try:
-            proc = subprocess.run(
-                list(argv),
-                input=input,
-                capture_output=True,
-                text=True,
-                timeout=timeout or self.default_timeout,
-                env=env,
-            )
+            with interrupts.call_in_flight():  # Ctrl-C waits for the command: see interrupts
+                proc = subprocess.run(
+                    list(argv),
+                    input=input,
+                    capture_output=True,
+                    text=True,
+                    timeout=timeout or self.default_timeout,
+                    env=env,
+                    start_new_session=True,
+                )
             result = CommandResult(argv, proc.returncode, proc.stdout, proc.stderr,
                                    time.monotonic() - start)
         except FileNotFoundError:

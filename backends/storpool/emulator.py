@@ -9,7 +9,11 @@ sparse files; a clone copies only the allocated extents of its parent. Attaching
 client makes `<dev root>/storpool/<name>` appear: a real loop device when running as root with
 loop devices, else a symlink to the data file.
 
-    xen2kvm-storpool-emulator --listen 127.0.0.1:8181 --data DIR --token T --dev-root DIR
+    SP_AUTH_TOKEN=T xen2kvm-storpool-emulator --listen 127.0.0.1:8181 --data DIR --dev-root DIR
+    xen2kvm-storpool-emulator --token-file FILE ...   (never the token in argv: `ps` shows it)
+
+A refused request changes nothing; a malformed one gets HTTP 400 in the error envelope;
+SIGTERM/SIGINT detach its loop devices; its files are private (0600).
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ import collections
 import json
 import os
 import re
+import signal
+import sys
 import threading
 import time
 import urllib.parse
@@ -26,10 +32,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Optional
 
+from .misreplies import MISREPLIES
+
 NAME_RE = re.compile(r"^[A-Za-z0-9_\-.:]+$")
 TAG_NAME_RE = re.compile(r"^[A-Za-z0-9_\-.:]+$")
 TAG_VALUE_RE = re.compile(r"^[A-Za-z0-9_\-.:]*$")
 READS = {"VolumesList", "Volume", "AttachmentsList", "VolumeGetInfo"}
+MAX_BODY = 16 << 20
 
 
 class ApiFailure(Exception):
@@ -38,9 +47,25 @@ class ApiFailure(Exception):
         self.name, self.descr, self.status, self.transient = name, descr, status, transient
 
 
+def _private(path: Path, mode: str):
+    """Volume images and state hold guests' data: owner-only, whatever the umask."""
+    flags = os.O_RDWR | os.O_CREAT | (os.O_TRUNC if "w" in mode else 0)
+    return open(os.open(path, flags, 0o600), mode)
+
+
+def _resize(path: Path, size: int) -> None:
+    """Set a volume file's size, or refuse without leaving a change behind."""
+    try:
+        with _private(path, "r+b") as f:
+            f.truncate(size)
+    except (OSError, OverflowError) as exc:
+        raise ApiFailure("invalidParam", f"size {size} is too large for this cluster "
+                         f"({getattr(exc, 'strerror', None) or exc})", 400) from None
+
+
 def sparse_copy(src: Path, dst: Path) -> None:
     """Copy only the allocated extents: a 2 TiB parent with little data clones in no time."""
-    with open(src, "rb") as fi, open(dst, "wb") as fo:
+    with open(src, "rb") as fi, _private(dst, "wb") as fo:
         size = os.fstat(fi.fileno()).st_size
         fo.truncate(size)
         pos = 0
@@ -108,7 +133,7 @@ class Devices:
 class Emulator:
     def __init__(self, data: Path, token: str, dev_root: Path, use_loop: Optional[bool] = None):
         self.data = Path(data)
-        self.data.mkdir(parents=True, exist_ok=True)
+        self.data.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.token = token
         self.devices = Devices(dev_root, use_loop)
         self.lock = threading.RLock()
@@ -118,6 +143,10 @@ class Emulator:
         self.next_id = 1
         self.calls: collections.Counter = collections.Counter()
         self.faults: dict[str, list] = {}
+        self.misreplies: dict[str, list] = {}
+        self.release = threading.Event()  # lets "slow"/"hang" replies go
+        self.held = 0  # requests waiting on `release`
+        self.idle = threading.Condition(self.lock)  # notified when `held` drops
         self._load()
 
     # persistence -------------------------------------------------------------------------
@@ -131,7 +160,8 @@ class Emulator:
 
     def _save(self) -> None:
         tmp = self.data / ".state.json.tmp"
-        tmp.write_text(json.dumps({"volumes": self.volumes, "gen": self.generation,
+        with _private(tmp, "w") as f:
+            f.write(json.dumps({"volumes": self.volumes, "gen": self.generation,
                                    "next": self.next_id}))
         os.replace(tmp, self._state_file())
 
@@ -143,6 +173,23 @@ class Emulator:
         """The next `count` calls of `endpoint` fail (transiently or not)."""
         with self.lock:
             self.faults[endpoint] = [count, transient]
+
+    def misreply(self, endpoint: str, shape: str, count: int = 1) -> None:
+        """The next `count` calls of `endpoint` get a reply that is not the envelope (a proxy
+        or a broken API: see MISREPLIES); the request itself is not applied, except "slow"
+        which applies it once `release` is set, after the client gave up waiting."""
+        if shape not in MISREPLIES:
+            raise ValueError(f"unknown reply shape {shape}")
+        with self.lock:
+            self.misreplies[endpoint] = [count, shape]
+
+    def take_misreply(self, endpoint: str) -> Optional[str]:
+        with self.lock:
+            pending = self.misreplies.get(endpoint)
+            if not pending or pending[0] <= 0:
+                return None
+            pending[0] -= 1
+            return pending[1]
 
     # rules ---------------------------------------------------------------------------------
     def _vol(self, name: str) -> dict:
@@ -230,14 +277,19 @@ class Emulator:
             size = body.get("size")
         self._check_size(size)
         gid = f"emu.{self.next_id:x}.{int(time.time()) % 100000:x}"
+        path = self.data / f"{gid}.img"
+        try:  # the data first: a size the disk cannot hold is refused before any record
+            if base is not None:
+                sparse_copy(self.path(base), path)
+            _private(path, "ab").close()
+            _resize(path, size)
+        except ApiFailure:
+            path.unlink(missing_ok=True)
+            raise
         self.next_id += 1
         self.volumes[name] = {"size": size, "tags": {k: v for k, v in tags.items() if v},
                               "globalId": gid, "created": int(time.time()),
                               "templateName": body.get("template", "")}
-        if base is not None:
-            sparse_copy(self.path(base), self.path(name))
-        with open(self.path(name), "ab") as f:
-            f.truncate(size)
         return {"ok": True, "generation": self.generation + 1, "name": name, "globalId": gid}
 
     def do_VolumeUpdate(self, name: str, body: dict) -> dict:
@@ -261,9 +313,8 @@ class Emulator:
                 raise ApiFailure("objectExists", f"Volume {new_name} already exists")
             self._busy(name, "rename")
         if new_size != vol["size"]:
+            _resize(self.path(name), new_size)
             vol["size"] = new_size
-            with open(self.path(name), "r+b") as f:
-                f.truncate(new_size)
             self.devices.resized(name)
         vol["tags"] = new_tags
         if new_name is not None:
@@ -313,6 +364,10 @@ class Emulator:
             self.devices.detach(name)
 
 
+def _invalid(descr: str) -> ApiFailure:
+    return ApiFailure("invalidParam", descr, 400)
+
+
 class _Handler(BaseHTTPRequestHandler):
     emulator: Emulator
 
@@ -320,12 +375,61 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def _reply(self, status: int, payload: dict) -> None:
-        raw = json.dumps(payload).encode()
+        self._send(status, "application/json", json.dumps(payload).encode())
+
+    def _send(self, status: int, ctype: str, raw: bytes, length: Optional[int] = None) -> None:
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(raw)))
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(raw) if length is None else length))
         self.end_headers()
         self.wfile.write(raw)
+
+    def _body(self) -> Any:
+        """The request's JSON, or a 400: a bad length or body never goes unanswered."""
+        raw_length = self.headers.get("Content-Length") or "0"
+        if not raw_length.isdigit() or int(raw_length) > MAX_BODY:
+            raise _invalid(f"bad Content-Length {raw_length[:40]!r}")
+        length = int(raw_length)
+        raw = self.rfile.read(length) if length else b""
+        if len(raw) != length:
+            raise _invalid(f"body shorter than its Content-Length {length}")
+        try:
+            return json.loads(raw) if raw else None
+        except ValueError as e:
+            raise _invalid(f"malformed JSON body: {e}") from None
+
+    def _misreply(self, shape: str, query: str, args: list, body: Any) -> None:
+        emu = self.emulator
+        if shape in ("slow", "hang"):
+            with emu.lock:
+                emu.held += 1
+            try:
+                emu.release.wait(60)  # bounded: a forgotten release must not wedge a test
+                if shape == "slow":
+                    self._answer(query, args, body)
+            finally:
+                with emu.lock:
+                    emu.held -= 1
+                    emu.idle.notify_all()
+            return
+        status, ctype, raw, length = MISREPLIES[shape]
+        self.close_connection = True
+        self._send(status, ctype, raw, length)
+
+    def _answer(self, query: str, args: list, body: Any) -> None:
+        emu = self.emulator
+        try:
+            data = emu.handle(query, args, body)
+        except ApiFailure as e:
+            return self._reply(e.status, {"error": {"name": e.name, "descr": e.descr,
+                                                    "transient": e.transient}})
+        except (TypeError, ValueError, KeyError, AttributeError) as e:
+            return self._reply(400, {"error": {"name": "invalidParam", "transient": False,
+                                               "descr": f"malformed request: {e}"}})
+        try:
+            self._reply(200, {"generation": emu.generation, "data": data})
+        except OSError:
+            pass  # the client gave up waiting; the change stands, as on the real API
 
     def _serve(self, method: str) -> None:
         emu = self.emulator
@@ -343,19 +447,16 @@ class _Handler(BaseHTTPRequestHandler):
         if self.headers.get("Authorization") != f"Storpool v1:{emu.token}":
             return self._reply(401, {"error": {"name": "authError", "transient": False,
                                                "descr": "Authorization failed"}})
-        body = None
-        if method == "POST":
-            length = int(self.headers.get("Content-Length") or 0)
-            body = json.loads(self.rfile.read(length) or b"null") if length else None
         try:
-            data = emu.handle(query, args, body)
+            body = self._body() if method == "POST" else None
         except ApiFailure as e:
+            self.close_connection = True
             return self._reply(e.status, {"error": {"name": e.name, "descr": e.descr,
                                                     "transient": e.transient}})
-        except (TypeError, ValueError, KeyError, AttributeError) as e:
-            return self._reply(400, {"error": {"name": "invalidParam", "transient": False,
-                                               "descr": f"malformed request: {e}"}})
-        self._reply(200, {"generation": emu.generation, "data": data})
+        shape = emu.take_misreply(query)
+        if shape is not None:
+            return self._misreply(shape, query, args, body)
+        self._answer(query, args, body)
 
     def do_GET(self) -> None:
         self._serve("GET")
@@ -378,24 +479,44 @@ def serve(emulator: Emulator, host: str = "127.0.0.1", port: int = 0) -> Threadi
     return server
 
 
+def _token(args: argparse.Namespace) -> str:
+    if args.token_file:
+        try:
+            return Path(args.token_file).read_text().strip()
+        except OSError as exc:
+            raise SystemExit(f"xen2kvm-storpool-emulator: error: cannot read the token file "
+                             f"{args.token_file}: {exc.strerror}") from None
+    if args.token:
+        print("xen2kvm-storpool-emulator: warning: --token is deprecated (any user sees it in "
+              "`ps`); use --token-file or SP_AUTH_TOKEN", file=sys.stderr)
+        return args.token
+    token = os.environ.get("SP_AUTH_TOKEN", "")
+    if not token:
+        raise SystemExit("xen2kvm-storpool-emulator: error: no token: give --token-file FILE "
+                         "or set SP_AUTH_TOKEN")
+    return token
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="xen2kvm-storpool-emulator", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--listen", default="127.0.0.1:8181", help="address:port (loopback)")
     p.add_argument("--data", required=True, help="folder for volume files and state")
-    p.add_argument("--token", default=os.environ.get("SP_AUTH_TOKEN", ""),
-                   help="the API token (default: $SP_AUTH_TOKEN)")
+    p.add_argument("--token-file", help="file holding the API token (default: $SP_AUTH_TOKEN)")
+    p.add_argument("--token", help=argparse.SUPPRESS)  # deprecated: visible in `ps`
     p.add_argument("--dev-root", default="/dev", help="devices appear in DEV_ROOT/storpool/")
     args = p.parse_args(argv)
     host, _, port = args.listen.rpartition(":")
-    emu = Emulator(Path(args.data), args.token, Path(args.dev_root))
+    os.umask(0o077)  # volume images and state: the owner's only
+    emu = Emulator(Path(args.data), _token(args), Path(args.dev_root))
     server = serve(emu, host or "127.0.0.1", int(port))
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):  # a kill must not leave loop devices behind
+        signal.signal(sig, lambda *_: stop.set())
     print(f"StorPool API emulator on {host}:{server.server_address[1]}, data in {args.data}",
           flush=True)
     try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        pass
+        stop.wait()
     finally:
         server.shutdown()
         emu.shutdown_devices()

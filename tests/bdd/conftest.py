@@ -3,6 +3,7 @@ state (volume bytes, tags, sizes, dm tables and status) read back through the ri
 
 from __future__ import annotations
 
+import hashlib
 import re
 import stat
 import sys
@@ -331,3 +332,98 @@ def sysctl_is(rig, key, value):
 @then(parsers.parse('the resync of disk "{disk}" copies at most {kib:d} KiB per second'))
 def rate_at_most(rig, disk, kib):
     rig.assert_rate_at_most(lambda: _status(rig, disk), kib)
+
+
+# data safety: edges ----------------------------------------------------------------------------
+# features/data_safety_edges.feature (issue 10, findings 7-12). The rig-specific parts (the API,
+# the host's settings, the lock folder) are rig methods; @storpoolonly steps exist on the
+# StorPool rigs only.
+def _content(rig, name: str) -> tuple[int, str]:
+    size = rig.volumes()[name].size_bytes
+    return size, hashlib.sha256(rig.read_volume(name, 0, size)).hexdigest()
+
+
+@given("the content of every volume is recorded", target_fixture="recorded")
+def record_contents(rig):
+    return {name: _content(rig, name) for name in rig.volumes()}
+
+
+@given(parsers.parse('the StorPool API answers "{shape}" to the next "{call}"'))
+def api_misreplies(rig, shape, call):
+    rig.misreply(call, shape)
+
+
+@given("the host's lock folder is a symlink planted by someone else", target_fixture="planted")
+def lock_symlink(rig):
+    folder = rig.lock_folder()
+    target = folder.with_name(folder.name + "-elsewhere")
+    if folder.exists():  # the fake's folder holds its state: move it, the link still reads
+        folder.rename(target)
+    else:
+        target.mkdir(parents=True)
+    folder.symlink_to(target)
+    return {"target": target, "files": sorted(p.name for p in target.iterdir())}
+
+
+@given("the host's lock folder is writable by others")
+def lock_world_writable(rig):
+    rig.lock_folder().mkdir(parents=True, exist_ok=True)
+    rig.lock_folder().chmod(0o777)
+
+
+@given("SP_AUTH_TOKEN is set in the environment")
+def token_in_env(rig, monkeypatch):
+    monkeypatch.setenv("SP_AUTH_TOKEN", rig.token)
+
+
+@given("a helper that writes the names of its secret-looking variables at byte 4096 of its "
+       "device")
+def helper_lists_secrets(rig, tmp_path):
+    _helper(rig, tmp_path, "import os\nnames = [k for k in os.environ if any(w in k.upper() "
+                           "for w in ('TOKEN', 'PASSWORD', 'SECRET'))]\n"
+                           "with open(sys.argv[1], 'r+b') as f:\n    f.seek(4096)\n"
+                           "    f.write(('SECRETS:' + ','.join(names) + '|').encode())")
+
+
+@given("XEN2KVM_LOCK_DIR names a file")
+def lock_dir_is_file(rig, tmp_path, monkeypatch):
+    path = tmp_path / "not-a-folder"
+    path.write_text("x")
+    monkeypatch.setenv("XEN2KVM_LOCK_DIR", str(path))
+
+
+@given(parsers.parse('this host\'s "{setting}" is broken'))
+def broken_setting(rig, setting):
+    rig.break_setting(setting)
+
+
+@when(parsers.parse('the API is sent "{path}" with body "{body}"'), target_fixture="reply")
+def api_request(rig, path, body):
+    return rig.api(path, body.encode())
+
+
+@then(parsers.parse('the command stops with exit {code:d} and one line naming "{text}"'))
+def stops_with(rig, code, text):
+    lines = rig.last.err.splitlines()
+    assert rig.last.rc == code and len(lines) == 1, rig.last
+    assert text in lines[0] and "rerun" in lines[0], lines
+
+
+@then(parsers.parse('volume "{name}" holds its recorded content'))
+def holds_recorded(rig, recorded, name):
+    assert _content(rig, name) == recorded[name]
+
+
+@then("every recorded volume holds its recorded content")
+def all_hold_recorded(rig, recorded):
+    assert {name: _content(rig, name) for name in recorded} == recorded
+
+
+@then("the folder the symlink points to is unchanged")
+def planted_target_unchanged(planted):
+    assert sorted(p.name for p in planted["target"].iterdir()) == planted["files"]
+
+
+@then(parsers.parse('the API answers HTTP {status:d} with error "{name}"'))
+def api_answered(reply, status, name):
+    assert reply[0] == status and reply[1]["error"]["name"] == name, reply

@@ -123,5 +123,5 @@ def test_wrong_token_and_unreachable_api(emulator, monkeypatch):
         StorPoolBackends(HOST, Runner()).storage.list_volumes()
     monkeypatch.setenv("SP_AUTH_TOKEN", TOKEN)
     monkeypatch.setenv("SP_API_HTTP_PORT", "1")
-    with pytest.raises(BackendError, match="cannot reach the StorPool API at 127.0.0.1:1"):
+    with pytest.raises(BackendError, match="StorPool API 127.0.0.1:1 VolumesList: cannot reach it"):
         StorPoolBackends(HOST, Runner()).storage.list_volumes()
