@@ -93,6 +93,25 @@ class LabRig(Rig):
     def dm_tables(self) -> dict[str, str]:
         return self.host.dm_tables()
 
+    def snapshots(self) -> dict:
+        from xen2kvm.backend import Snapshot
+
+        with self.emu.lock:
+            return {n: Snapshot(n, x["size"], dict(x["tags"]))
+                    for n, x in self.emu.snapshots.items()}
+
+    def read_snapshot(self, name: str, offset: int, length: int) -> bytes:
+        with open(self.emu.snap_path(name), "rb") as f:
+            f.seek(offset)
+            data = f.read(length)
+        return data + bytes(length - len(data))
+
+    def is_running(self, vm: str) -> bool:
+        return self.vms[vm]["running"]
+
+    def fail_change(self, k: int) -> None:
+        self.emu.fail_change(k)
+
     def dm_status(self, name: str) -> str:
         return self.host.dm_status(name)
 
@@ -106,7 +125,7 @@ class LabRig(Rig):
         used = {w for t in tables.values() for w in t.split()}
         h = hashlib.sha256()
         with self.emu.lock:
-            h.update(json.dumps([self.emu.volumes, sorted(
+            h.update(json.dumps([self.emu.volumes, self.emu.snapshots, sorted(
                 (k, sorted(v.items())) for k, v in self.emu.attachments.items())],
                 sort_keys=True).encode())
             names = sorted(self.emu.volumes)

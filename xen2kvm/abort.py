@@ -120,7 +120,10 @@ def _abort_group(w: World, g: rc.Group, plan: Plan) -> None:
             restore += _restore_tags(vol, tags, nm.original_tags(point.tags))
         own = [n for n in _involved(w, g) if n not in g.volumes()
                and n != nm.replaced_name(g.migration)]
-        plan.add(*(s.DeleteVolume(n) for n in own))
+        for n in own:  # until the resync ends, the guest's writes are in the clone
+            if w.volumes[n].tags.get(nm.TAG_ROLE) == nm.ROLE_CLONE:
+                plan.add(*_undo(g, n))
+            plan.add(s.DeleteVolume(n))
         # marked before the tags go back: a rerun must not take a restored volume for a clone
         plan.add(*(s.SetSnapshotTags(p.name, {nm.TAG_RP_ABORTED: "1", nm.TAG_RP_RAN: None})
                    for p in g.points))

@@ -121,6 +121,7 @@ class Emulator:
         self.next_id = 1
         self.calls: collections.Counter = collections.Counter()
         self.faults: dict[str, list] = {}
+        self.change_fault: Optional[int] = None
         self._load()
 
     # persistence -------------------------------------------------------------------------
@@ -155,6 +156,11 @@ class Emulator:
         """The next `count` calls of `endpoint` fail (transiently or not)."""
         with self.lock:
             self.faults[endpoint] = [count, transient]
+
+    def fail_change(self, k: int) -> None:
+        """The k-th change from now (any endpoint but a read) fails, as a crash would."""
+        with self.lock:
+            self.change_fault = k
 
     # rules ---------------------------------------------------------------------------------
     def _vol(self, name: str) -> dict:
@@ -200,6 +206,11 @@ class Emulator:
     # endpoints -----------------------------------------------------------------------------
     def handle(self, query: str, args: list[str], body: Any) -> Any:
         with self.lock:
+            if query not in READS and self.change_fault is not None:
+                self.change_fault -= 1
+                if self.change_fault <= 0:
+                    self.change_fault = None
+                    raise ApiFailure("injectedFault", f"injected failure of {query}", 500)
             fault = self.faults.get(query)
             if fault and fault[0] > 0:
                 fault[0] -= 1
