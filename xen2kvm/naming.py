@@ -197,4 +197,8 @@ def check_recovery_tags(snapshot: str, tags: Mapping[str, Optional[str]]) -> Non
     if len(snapshot) >= NAME_AND_TAGS_MAX or not SNAP_NAME_RE.match(snapshot):
         raise PlanError(f"recovery point name {snapshot} is not a valid StorPool snapshot "
                         "name; use shorter volume names")
-    check_tags(snapshot, {**tags, TAG_RP_ABORTED: "1", TAG_RP_RAN: "1", TAG_RP_VM: "x" * 64})
+    try:
+        check_tags(snapshot, {**tags, TAG_RP_ABORTED: "1", TAG_RP_RAN: "1", TAG_RP_VM: "x" * 64})
+    except PlanError as exc:
+        raise PlanError(f"recovery point {snapshot} could not record what abort needs: "
+                        f"{exc}") from None
