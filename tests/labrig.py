@@ -27,6 +27,14 @@ SPEED_KEYS = ("dev.raid.speed_limit_min", "dev.raid.speed_limit_max")
 SETTLE = 60.0  # seconds a wait on the kernel may take before the test fails
 
 
+def _read(path: Path, offset: int, length: int) -> bytes:
+    """Bytes of a volume's (or snapshot's) file; past its end reads as zeros, like a device."""
+    with open(path, "rb") as f:
+        f.seek(offset)
+        data = f.read(length)
+    return data + bytes(length - len(data))
+
+
 class LabRig(Rig):
 
     def __init__(self, tmp: Path):
@@ -85,10 +93,7 @@ class LabRig(Rig):
                     for n, v in self.emu.volumes.items()}
 
     def read_volume(self, name: str, offset: int, length: int) -> bytes:
-        with open(self.emu.path(name), "rb") as f:
-            f.seek(offset)
-            data = f.read(length)
-        return data + bytes(length - len(data))
+        return _read(self.emu.path(name), offset, length)
 
     def dm_tables(self) -> dict[str, str]:
         return self.host.dm_tables()
@@ -101,10 +106,7 @@ class LabRig(Rig):
                     for n, x in self.emu.snapshots.items()}
 
     def read_snapshot(self, name: str, offset: int, length: int) -> bytes:
-        with open(self.emu.snap_path(name), "rb") as f:
-            f.seek(offset)
-            data = f.read(length)
-        return data + bytes(length - len(data))
+        return _read(self.emu.snap_path(name), offset, length)
 
     def is_running(self, vm: str) -> bool:
         return self.vms[vm]["running"]

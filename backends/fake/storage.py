@@ -89,12 +89,14 @@ class FakeStorage:
         self._get(name).size_bytes += add_bytes
 
     def set_tags(self, name: str, tags: Mapping[str, Optional[str]]) -> None:
-        vol = self._get(name)
-        merged = {k: v for k, v in {**vol.tags, **tags}.items() if v}
-        self._check_tags(name, merged)
-        self._check_tags(name, tags)
-        self.c.mutate(f"volume {name} tag update")
-        vol.tags = merged
+        self._merge_tags(self._get(name), tags, f"volume {name} tag update")
+
+    def _merge_tags(self, obj, tags: Mapping[str, Optional[str]], call: str) -> None:
+        merged = {k: v for k, v in {**obj.tags, **tags}.items() if v}
+        self._check_tags(obj.name, merged)
+        self._check_tags(obj.name, tags)
+        self.c.mutate(call)
+        obj.tags = merged
 
     def rename_volume(self, name: str, new_name: str) -> None:
         self._check_name(new_name)
@@ -169,12 +171,7 @@ class FakeStorage:
                                               vol.lineage)
 
     def set_snapshot_tags(self, name: str, tags: Mapping[str, Optional[str]]) -> None:
-        snap = self._snap(name)
-        merged = {k: v for k, v in {**snap.tags, **tags}.items() if v}
-        self._check_tags(name, tags)
-        self._check_tags(name, merged)
-        self.c.mutate(f"snapshot {name} tag update")
-        snap.tags = merged
+        self._merge_tags(self._snap(name), tags, f"snapshot {name} tag update")
 
     def delete_snapshot(self, name: str) -> None:
         self.c.mutate(f"snapshot {name} delete")

@@ -91,13 +91,17 @@ class StorPoolStorage:
                                                f"grow, expected {want}")
 
     def set_tags(self, name: str, tags: Mapping[str, Optional[str]]) -> None:
+        self._update_tags("volumeUpdate", self.get, name, tags)
+
+    def _update_tags(self, method: str, get: Callable[[str], Any], name: str,
+                     tags: Mapping[str, Optional[str]]) -> None:
         body = {k: (v or "") for k, v in tags.items()}
 
         def applied() -> bool:
-            now = self.get(name).tags
+            now = get(name).tags
             return all(now.get(k) == (v or None) for k, v in tags.items())
 
-        self.client.call("volumeUpdate", name, {"tags": body}, mutating=True, done=applied)
+        self.client.call(method, name, {"tags": body}, mutating=True, done=applied)
         if not applied():
             raise BackendError("tagMismatch", f"tags of {name} did not take: {body}")
 
@@ -117,9 +121,13 @@ class StorPoolStorage:
     # snapshots (recovery points) ----------------------------------------------------------
     def list_snapshots(self) -> list[Snapshot]:
         return self._read("snapshots", lambda: sorted(
-            (Snapshot(s["name"], int(s["size"]),
-                      {k: v for k, v in (s.get("tags") or {}).items() if v})
-             for s in self.client.call("snapshotsList")), key=lambda s: s.name))
+            (self._snapshot(x) for x in self.client.call("snapshotsList")),
+            key=lambda x: x.name))
+
+    @staticmethod
+    def _snapshot(raw: dict) -> Snapshot:
+        return Snapshot(raw["name"], int(raw["size"]),
+                        {k: v for k, v in (raw.get("tags") or {}).items() if v})
 
     def get_snapshot(self, name: str) -> Optional[Snapshot]:
         try:
@@ -128,23 +136,14 @@ class StorPoolStorage:
             if exc.name == "objectDoesNotExist":
                 return None
             raise
-        return Snapshot(raw["name"], int(raw["size"]),
-                        {k: v for k, v in (raw.get("tags") or {}).items() if v})
+        return self._snapshot(raw)
 
     def create_snapshot(self, volume: str, name: str, tags: Mapping[str, str]) -> None:
         self.client.call("snapshotCreate", volume, {"name": name, "tags": dict(tags)},
                          mutating=True, done=lambda: self.get_snapshot(name) is not None)
 
     def set_snapshot_tags(self, name: str, tags: Mapping[str, Optional[str]]) -> None:
-        body = {k: (v or "") for k, v in tags.items()}
-
-        def applied() -> bool:
-            now = self.get_snapshot(name).tags
-            return all(now.get(k) == (v or None) for k, v in tags.items())
-
-        self.client.call("snapshotUpdate", name, {"tags": body}, mutating=True, done=applied)
-        if not applied():
-            raise BackendError("tagMismatch", f"tags of snapshot {name} did not take: {body}")
+        self._update_tags("snapshotUpdate", self.get_snapshot, name, tags)
 
     def delete_snapshot(self, name: str) -> None:
         try:
