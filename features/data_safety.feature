@@ -62,6 +62,19 @@ Feature: Nothing that existed before xen2kvm touched it is lost until an explici
     Then the command succeeds
     And volumes "wdisk,kwdisk" are as remembered
 
+  Scenario: A prepare that crashed half-way is aborted: the grown KVM volume gets its size back
+    Given the volumes "ldisk,kdisk" are remembered
+    When the 7th change to the cluster fails
+    And I run "xen2kvmDisk -y -x ldisk -k kdisk"
+    Then the command fails with "injected"
+    And volume "kdisk" is 16M plus 32 sectors
+    When I run "xen2kvm status"
+    Then the output contains "prepare did not finish"
+    When I run "xen2kvm abort --disk kdisk -y"
+    Then the command succeeds
+    And volumes "ldisk,kdisk" are as remembered
+    And no volume of xen2kvm is left for "kdisk"
+
   Scenario Outline: Abort from phase <phase> puts back every byte, size and tag, and is itself undoable
     Given the resync speed is limited to 1024 KiB/s
     And the volumes "ldisk,kdisk,wdisk,kwdisk" are remembered
