@@ -38,7 +38,7 @@ class Group:
     @property
     def ran(self) -> bool:
         """The VM ran from the raw volume after the migration (or the abort) ended."""
-        return any(p.tags.get(nm.TAG_RP_RAN) for p in self.points)
+        return bool(self.points) and all(p.tags.get(nm.TAG_RP_RAN) for p in self.points)
 
     @property
     def vm(self) -> Optional[str]:
@@ -130,15 +130,16 @@ def mark_ran(w: World, kvm: Volume, vm: str) -> list[s.Step]:
     if g is None or g.ran or not (g.aborted or finished(w, g)):
         return []
     return [s.SetSnapshotTags(p.name, {nm.TAG_RP_RAN: "1", nm.TAG_RP_VM: g.vm or vm})
-            for p in g.points]
+            for p in g.points if not p.tags.get(nm.TAG_RP_RAN)]
 
 
 def mark_vm(w: World, kvm: str, vm: str) -> list[s.Step]:
     """At the first power-on under migration: which VM the disk belongs to, for `abort VM`."""
     g = latest(w, kvm)
-    if g is None or g.vm or g.aborted:
+    if g is None or g.aborted:
         return []
-    return [s.SetSnapshotTags(p.name, {nm.TAG_RP_VM: vm}) for p in g.points]
+    return [s.SetSnapshotTags(p.name, {nm.TAG_RP_VM: vm}) for p in g.points
+            if not p.tags.get(nm.TAG_RP_VM)]
 
 
 def state(w: World, g: Group) -> str:
