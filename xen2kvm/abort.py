@@ -103,35 +103,39 @@ def _case1_back(w: World, g: rc.Group, point) -> tuple[list[s.Step], Mapping[str
     return [*steps, s.CreateFromSnapshot(name, point.name, marked)], marked
 
 
-def _abort_group(w: World, g: rc.Group, plan: Plan) -> None:
+def _put_back(w: World, g: rc.Group, plan: Plan) -> list[s.Step]:
+    """Revert (or recreate) every volume, delete the tool's own, mark the points aborted.
+    Returns the tag restores, which come last."""
     restore: list[s.Step] = []
+    plan.add(*_refuse_running(w, g))
+    for point in g.points:
+        vol = nm.rp_volume(point.tags)
+        if g.case1 and vol == g.migration:
+            steps, tags = _case1_back(w, g, point)
+        elif vol in w.volumes:
+            steps, tags = [*_undo(g, vol), s.RevertVolume(vol, point.name)], w.volumes[vol].tags
+        else:
+            steps, tags = [s.CreateFromSnapshot(vol, point.name, {})], {}
+        plan.add(*steps)
+        restore += _restore_tags(vol, tags, nm.original_tags(point.tags))
+    own = [n for n in _involved(w, g) if n not in g.volumes()
+           and n != nm.replaced_name(g.migration)]
+    for n in own:  # until the resync ends, the guest's writes are in the clone
+        if w.volumes[n].tags.get(nm.TAG_ROLE) == nm.ROLE_CLONE:
+            plan.add(*_undo(g, n))
+        plan.add(s.DeleteVolume(n))
+    # marked before the tags go back: a rerun must not take a restored volume for a clone
+    plan.add(*(s.SetSnapshotTags(p.name, {nm.TAG_RP_ABORTED: "1", nm.TAG_RP_RAN: None})
+               for p in g.points))
+    return restore
+
+
+def _abort_group(w: World, g: rc.Group, plan: Plan) -> None:
     if not g.aborted:
-        plan.add(*_refuse_running(w, g))
-        for point in g.points:
-            vol = nm.rp_volume(point.tags)
-            if g.case1 and vol == g.migration:
-                steps, tags = _case1_back(w, g, point)
-            elif vol in w.volumes:
-                steps, tags = [*_undo(g, vol), s.RevertVolume(vol, point.name)], \
-                    w.volumes[vol].tags
-            else:
-                steps, tags = [s.CreateFromSnapshot(vol, point.name, {})], {}
-            plan.add(*steps)
-            restore += _restore_tags(vol, tags, nm.original_tags(point.tags))
-        own = [n for n in _involved(w, g) if n not in g.volumes()
-               and n != nm.replaced_name(g.migration)]
-        for n in own:  # until the resync ends, the guest's writes are in the clone
-            if w.volumes[n].tags.get(nm.TAG_ROLE) == nm.ROLE_CLONE:
-                plan.add(*_undo(g, n))
-            plan.add(s.DeleteVolume(n))
-        # marked before the tags go back: a rerun must not take a restored volume for a clone
-        plan.add(*(s.SetSnapshotTags(p.name, {nm.TAG_RP_ABORTED: "1", nm.TAG_RP_RAN: None})
-                   for p in g.points))
-    else:
-        for point in g.points:
-            vol = w.get(nm.rp_volume(point.tags))
-            if vol is not None:
-                restore += _restore_tags(vol.name, vol.tags, nm.original_tags(point.tags))
+        restore = _put_back(w, g, plan)
+    else:  # only tags a crash may have left to restore
+        restore = [x for p in g.points if (v := w.get(nm.rp_volume(p.tags))) is not None
+                   for x in _restore_tags(v.name, v.tags, nm.original_tags(p.tags))]
     plan.add(*restore)
     undos = {u.name for u in g.undos} | {
         x.snapshot for x in plan.steps if isinstance(x, s.TakeRecoveryPoint)

@@ -118,3 +118,18 @@ def test_cleanup_keeps_x2kold_while_the_replace_is_unfinished_or_unrecoverable()
     done = plans.plan_cleanup(world(old, Volume("kwdisk", 16 * M),
                                     snaps=(rp("kwdisk", "kwdisk", c1="1"),)), None)
     assert done.steps == [s.DeleteVolume("x2kold-kwdisk")]
+
+
+def test_power_on_marks_ran_only_once_the_migration_ended():
+    from xen2kvm import recovery
+
+    kdisk = Volume("kdisk", 16 * M + 16384)
+    half = world(kdisk, Volume("xen-ldisk", 16 * M, {"xen2kvm": "clone", "kvm": "kdisk"}),
+                 snaps=(rp("kdisk", "kdisk"),))
+    assert recovery.mark_ran(half, kdisk, "vm1") == []  # a prepare that did not finish
+    done = world(kdisk, snaps=(rp("kdisk", "kdisk", vm="vm1"), rp("ldisk", "kdisk", ran="1")))
+    assert recovery.mark_ran(done, kdisk, "vm2") == [
+        s.SetSnapshotTags("x2krp1-kdisk", {"ran": "1", "vm": "vm1"})]
+    replacing = world(Volume("kwdisk", 8 * M), Volume("x2kold-kwdisk", 16 * M),
+                      snaps=(rp("kwdisk", "kwdisk", c1="1"),))
+    assert recovery.mark_ran(replacing, replacing.volumes["kwdisk"], "vm1") == []
