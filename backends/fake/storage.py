@@ -76,14 +76,21 @@ class FakeStorage:
                                           lineage=self.c.new_lineage())
 
     def clone_volume(self, name: str, source: str, tags: Mapping[str, str]) -> None:
+        self._copy(name, source, "volume", tags, f"volume {name} baseOn {source} create")
+
+    def _copy(self, name: str, source: str, kind: str, tags: Mapping[str, str],
+              call: str) -> None:
+        """A new volume sharing the chunks of a volume (a clone, new lineage) or of a snapshot
+        (its child: revertible to it)."""
         self._check_name(name)
         self._check_tags(name, tags)
-        self.c.mutate(f"volume {name} baseOn {source} create")
-        src = self._get(source)
+        self.c.mutate(call)
+        src = self._get(source, kind)
         if name in self.c.volumes:
             raise _err("objectExists", f"volume {name} already exists")
+        lineage = src.lineage if kind == "snapshot" else self.c.new_lineage()
         self.c.volumes[name] = FakeVolume(name, src.size_bytes, dict(tags), src.store.copy(),
-                                          lineage=self.c.new_lineage())
+                                          lineage=lineage)
 
     def grow_volume(self, name: str, add_bytes: int) -> None:
         self._check_size(add_bytes, "sizeAdd")
@@ -181,11 +188,4 @@ class FakeStorage:
         vol.store, vol.size_bytes = snap.store.copy(), snap.size_bytes
 
     def create_from_snapshot(self, name: str, snapshot: str, tags: Mapping[str, str]) -> None:
-        self._check_name(name)
-        self._check_tags(name, tags)
-        self.c.mutate(f"volume {name} parent {snapshot} create")
-        snap = self._snap(snapshot)
-        if name in self.c.volumes:
-            raise _err("objectExists", f"volume {name} already exists")
-        self.c.volumes[name] = FakeVolume(name, snap.size_bytes, dict(tags), snap.store.copy(),
-                                          lineage=snap.lineage)
+        self._copy(name, snapshot, "snapshot", tags, f"volume {name} parent {snapshot} create")
