@@ -37,9 +37,18 @@ def test_usage_errors_are_one_line(argv, message, capsys):
     assert message in err and err.count("\n") == 1
 
 
+@pytest.mark.parametrize("argv", [["abort"], ["purge", "vm1", "--disk", "d"]])
+def test_abort_and_purge_take_a_vm_or_a_disk(argv, tmp_path, capsys):
+    assert cli.main(["--backend", "fake", "--state", str(tmp_path / "c"), *argv]) == 2
+    err = capsys.readouterr().err
+    assert "takes a VM or --disk" in err and err.count("\n") == 1
+    assert not (tmp_path / "c").exists()
+
+
 @pytest.mark.parametrize("argv,message", [
     (["-z", "-x", "a"], "-z takes only -m VM"),
     (["-m", "vm", "-k", "b"], "-m takes only a VM id"),
+    (["-Z", "-z"], "-Z takes only -m VM"),
 ])
 def test_legacy_flag_combinations(argv, message, tmp_path, capsys):
     assert legacy.main(["--backend", "fake", "--state", str(tmp_path), *argv]) == 2

@@ -141,3 +141,66 @@ def volume_path(name: str) -> str:
 
 def mapper_path(name: str) -> str:
     return f"/dev/mapper/{name}"
+
+
+# Recovery points: StorPool snapshots taken before the tool first changes a pre-existing volume.
+# Snapshots do not inherit volume tags, so a recovery point carries what abort needs in its own
+# tags: the migration it belongs to (`m`, the KVM volume), the volume it was taken of (`v`,
+# left out when that is `m`: StorPool gives a name and its tags 200 bytes), its generation
+# (`g`, a new one per migration of the same volume), the volume's tags then (`o.<tag>`),
+# `c1=1` for case-1; later `vm=<VM>` at the first power-on, `ab=1` once aborted, `ran=1`
+# once the VM ran from its raw KVM volume after the end (what makes it purgeable).
+SNAP_NAME_RE = re.compile(r"^\*?[A-Za-z0-9_\-.:@]+$")
+ROLE_RP = "rp"
+ROLE_UNDO = "undo"
+TAG_RP_VOLUME = "v"
+TAG_RP_MIGRATION = "m"
+TAG_RP_GEN = "g"
+TAG_RP_CASE1 = "c1"
+TAG_RP_ABORTED = "ab"
+TAG_RP_RAN = "ran"
+TAG_RP_VM = "vm"
+ORIG_TAG_PREFIX = "o."
+
+
+def recovery_point_name(volume: str, gen: int) -> str:
+    return f"x2krp{gen}-{volume}"
+
+
+def undo_point_name(volume: str, gen: int) -> str:
+    return f"x2kundo{gen}-{volume}"
+
+
+def recovery_tags(volume: str, migration: str, gen: int, original: Mapping[str, str],
+                  case1: bool = False) -> dict[str, str]:
+    tags = {TAG_ROLE: ROLE_RP, TAG_RP_MIGRATION: migration, TAG_RP_GEN: str(gen)}
+    if volume != migration:
+        tags[TAG_RP_VOLUME] = volume
+    if case1:
+        tags[TAG_RP_CASE1] = "1"
+    tags.update({ORIG_TAG_PREFIX + k: v for k, v in sorted(original.items())})
+    return tags
+
+
+def rp_volume(tags: Mapping[str, str]) -> str:
+    """The volume a recovery (or undo) point was taken of."""
+    return tags.get(TAG_RP_VOLUME) or tags.get(TAG_RP_MIGRATION, "")
+
+
+def original_tags(rp_tags: Mapping[str, str]) -> dict[str, str]:
+    """The volume's own tags when the recovery point was taken."""
+    n = len(ORIG_TAG_PREFIX)
+    return {k[n:]: v for k, v in rp_tags.items() if k.startswith(ORIG_TAG_PREFIX)}
+
+
+def check_recovery_tags(snapshot: str, tags: Mapping[str, Optional[str]]) -> None:
+    """Refuse before any change when a recovery point could not record what abort needs
+    (StorPool's 200 bytes for a name and its tags), with room for the later marks."""
+    if len(snapshot) >= NAME_AND_TAGS_MAX or not SNAP_NAME_RE.match(snapshot):
+        raise PlanError(f"recovery point name {snapshot} is not a valid StorPool snapshot "
+                        "name; use shorter volume names")
+    try:
+        check_tags(snapshot, {**tags, TAG_RP_ABORTED: "1", TAG_RP_RAN: "1", TAG_RP_VM: "x" * 64})
+    except PlanError as exc:
+        raise PlanError(f"recovery point {snapshot} could not record what abort needs: "
+                        f"{exc}") from None

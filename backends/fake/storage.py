@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Mapping, Optional
 
 from xen2kvm import naming
-from xen2kvm.backend import Volume
+from xen2kvm.backend import Snapshot, Volume
 from xen2kvm.errors import BackendError
 
-from .model import Cluster, FakeVolume
+from .model import Cluster, FakeSnapshot, FakeVolume
 
 
 def _err(name: str, descr: str) -> BackendError:
@@ -27,16 +27,22 @@ class FakeStorage:
             for v in sorted(self.c.volumes.values(), key=lambda v: v.name)
         ]
 
+    def list_snapshots(self) -> list[Snapshot]:
+        return [Snapshot(s.name, s.size_bytes, dict(s.tags))
+                for s in sorted(self.c.snapshots.values(), key=lambda s: s.name)]
+
     # rules -------------------------------------------------------------------------------
-    def _get(self, name: str) -> FakeVolume:
-        if name not in self.c.volumes:
-            raise _err("objectDoesNotExist", f"volume {name} does not exist")
-        return self.c.volumes[name]
+    def _get(self, name: str, kind: str = "volume") -> FakeVolume | FakeSnapshot:
+        table = self.c.snapshots if kind == "snapshot" else self.c.volumes
+        if name not in table:
+            raise _err("objectDoesNotExist", f"{kind} {name} does not exist")
+        return table[name]
 
     @staticmethod
-    def _check_name(name: str) -> None:
-        if not naming.NAME_RE.match(name) or len(name) >= 200 or name in naming.RESERVED:
-            raise _err("invalidParam", f"invalid volume name {name!r}")
+    def _check_name(name: str, kind: str = "volume") -> None:
+        pattern = naming.SNAP_NAME_RE if kind == "snapshot" else naming.NAME_RE
+        if not pattern.match(name) or len(name) >= 200 or name in naming.RESERVED:
+            raise _err("invalidParam", f"invalid {kind} name {name!r}")
 
     @staticmethod
     def _check_size(size: int, what: str = "size") -> None:
@@ -66,16 +72,25 @@ class FakeStorage:
         self.c.mutate(f"volume {name} create")
         if name in self.c.volumes:
             raise _err("objectExists", f"volume {name} already exists")
-        self.c.volumes[name] = FakeVolume(name, size_bytes, dict(tags))
+        self.c.volumes[name] = FakeVolume(name, size_bytes, dict(tags),
+                                          lineage=self.c.new_lineage())
 
     def clone_volume(self, name: str, source: str, tags: Mapping[str, str]) -> None:
+        self._copy(name, source, "volume", tags, f"volume {name} baseOn {source} create")
+
+    def _copy(self, name: str, source: str, kind: str, tags: Mapping[str, str],
+              call: str) -> None:
+        """A new volume sharing the chunks of a volume (a clone, new lineage) or of a snapshot
+        (its child: revertible to it)."""
         self._check_name(name)
         self._check_tags(name, tags)
-        self.c.mutate(f"volume {name} baseOn {source} create")
-        src = self._get(source)
+        self.c.mutate(call)
+        src = self._get(source, kind)
         if name in self.c.volumes:
             raise _err("objectExists", f"volume {name} already exists")
-        self.c.volumes[name] = FakeVolume(name, src.size_bytes, dict(tags), src.store.copy())
+        lineage = src.lineage if kind == "snapshot" else self.c.new_lineage()
+        self.c.volumes[name] = FakeVolume(name, src.size_bytes, dict(tags), src.store.copy(),
+                                          lineage=lineage)
 
     def grow_volume(self, name: str, add_bytes: int) -> None:
         self._check_size(add_bytes, "sizeAdd")
@@ -83,12 +98,14 @@ class FakeStorage:
         self._get(name).size_bytes += add_bytes
 
     def set_tags(self, name: str, tags: Mapping[str, Optional[str]]) -> None:
-        vol = self._get(name)
-        merged = {k: v for k, v in {**vol.tags, **tags}.items() if v}
-        self._check_tags(name, merged)
-        self._check_tags(name, tags)
-        self.c.mutate(f"volume {name} tag update")
-        vol.tags = merged
+        self._merge_tags(self._get(name), tags, f"volume {name} tag update")
+
+    def _merge_tags(self, obj, tags: Mapping[str, Optional[str]], call: str) -> None:
+        merged = {k: v for k, v in {**obj.tags, **tags}.items() if v}
+        self._check_tags(obj.name, merged)
+        self._check_tags(obj.name, tags)
+        self.c.mutate(call)
+        obj.tags = merged
 
     def rename_volume(self, name: str, new_name: str) -> None:
         self._check_name(new_name)
@@ -140,3 +157,35 @@ class FakeStorage:
             del current[h]
         if not current:
             self.c.attachments.pop(name, None)
+
+    # snapshots ----------------------------------------------------------------------------
+    def _snap(self, name: str) -> FakeSnapshot:
+        return self._get(name, "snapshot")
+
+    def create_snapshot(self, volume: str, name: str, tags: Mapping[str, str]) -> None:
+        self._check_name(name, "snapshot")
+        self._check_tags(name, tags)
+        self.c.mutate(f"volume {volume} snapshot {name}")
+        vol = self._get(volume)
+        if name in self.c.snapshots:
+            raise _err("objectExists", f"snapshot {name} already exists")
+        self.c.snapshots[name] = FakeSnapshot(name, vol.size_bytes, dict(tags), vol.store.copy(),
+                                              vol.lineage)
+
+    def set_snapshot_tags(self, name: str, tags: Mapping[str, Optional[str]]) -> None:
+        self._merge_tags(self._snap(name), tags, f"snapshot {name} tag update")
+
+    def delete_snapshot(self, name: str) -> None:
+        self.c.mutate(f"snapshot {name} delete")
+        self.c.snapshots.pop(name, None)
+
+    def revert_volume(self, name: str, snapshot: str) -> None:
+        vol, snap = self._get(name), self._snap(snapshot)
+        if snap.lineage != vol.lineage:
+            raise _err("invalidParam", f"snapshot {snapshot} is not a snapshot of volume {name}")
+        self._busy(name, "revert")
+        self.c.mutate(f"volume {name} revertToSnapshot {snapshot}")
+        vol.store, vol.size_bytes = snap.store.copy(), snap.size_bytes
+
+    def create_from_snapshot(self, name: str, snapshot: str, tags: Mapping[str, str]) -> None:
+        self._copy(name, snapshot, "snapshot", tags, f"volume {name} parent {snapshot} create")
