@@ -34,6 +34,13 @@ def common_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("-v", "--verbose", action="store_true", help="log every command to stderr")
 
 
+def onapp_options(p: argparse.ArgumentParser) -> None:
+    """Operator completeness: values for the OnApp SQL an in-place prepare prints."""
+    p.add_argument("--onapp-vm-id", type=int, metavar="ID", help="in-place: the VM's OnApp id")
+    p.add_argument("--onapp-hypervisor-id", type=int, metavar="ID",
+                   help="in-place: the OnApp id of the KVM hypervisor it moves to")
+
+
 def _yes(p: argparse.ArgumentParser) -> None:
     p.add_argument("-y", "--yes", action="store_true", help="execute (default: dry-run)")
 
@@ -59,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("-k", "--kvm", required=True)
     c.add_argument("--no-dos", action="store_true", help="partition at 2048 instead of 32")
     c.add_argument("--helper", help="program run on the clone's block device")
+    onapp_options(c)
     _yes(c)
     c = sub.add_parser("assemble", help="power-on hook: linear + raid1 for the VM's disks")
     c.add_argument("vm")
@@ -81,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("status", help="each disk's phase")
     c.add_argument("vm", nargs="?")
     c.add_argument("--json", action="store_true")
+    c = sub.add_parser("history", help="what xen2kvm changed, from its audit log")
+    c.add_argument("subject", nargs="?", metavar="VM|DISK")
+    c.add_argument("--json", action="store_true", help="the raw JSON lines")
     c = sub.add_parser("verify", help="byte-compare the XEN data with the KVM volume")
     c.add_argument("-x", "--xen", required=True)
     c.add_argument("-k", "--kvm", required=True)
@@ -123,7 +134,7 @@ def dispatch(ctx: Ctx, args) -> int:
     if cmd == "prepare":
         helper = shlex.split(args.helper) if args.helper else ()
         return commands.prepare(ctx, args.xen, args.kvm, N_ALIGNED if args.no_dos else N_DOS,
-                                helper)
+                                helper, (args.onapp_vm_id, args.onapp_hypervisor_id))
     if cmd == "assemble":
         disks = [d for group in args.disk for d in group]
         return commands.assemble(ctx, args.vm, disks, _rates_of(args))
@@ -136,6 +147,10 @@ def dispatch(ctx: Ctx, args) -> int:
         return commands.cleanup(ctx, args.vm)
     if cmd == "status":
         return commands.status(ctx, args.vm, args.json)
+    if cmd == "history":
+        from . import audit
+
+        return audit.history(ctx, args.subject, args.json)
     if cmd == "verify":
         return commands.verify(ctx, args.xen, args.kvm)
     if cmd == "tune":
@@ -176,9 +191,15 @@ def run_with_ctx(opts: Options, verbose: bool, action: Callable[[Ctx], int]) -> 
     if verbose:
         logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
     ctx = Ctx.open(opts)
+    rc, error = 1, None
     try:
-        return action(ctx)
+        rc = action(ctx)
+        return rc
+    except BaseException as exc:
+        error = exc
+        raise
     finally:
+        ctx.finish(rc, error)  # operator completeness: the audit record
         ctx.close()
 
 
@@ -193,7 +214,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             opts = Options(args.backend, args.state, args.host, args.yes)
             return _fleet(opts, args)
         opts = Options(args.backend, args.state, args.host, getattr(args, "yes", False),
-                       args.inventory, args.known_hosts)
+                       args.inventory, args.known_hosts, prog="xen2kvm",
+                       argv=tuple(sys.argv[1:] if argv is None else argv))
         return run_with_ctx(opts, args.verbose, lambda ctx: dispatch(ctx, args))
 
     return guarded("xen2kvm", body)

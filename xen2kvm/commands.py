@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Optional, Sequence
 
-from . import dmtables, mbr, plans
+from . import capacity, dmtables, live, mbr, onapp, plans
 from . import naming as nm
 from .context import Ctx
 from .errors import PlanError, VerifyMismatch
@@ -17,11 +17,23 @@ KERNEL_DEFAULTS = {SPEED_MIN: 1000, SPEED_MAX: 200000}
 
 
 def clone(ctx: Ctx, xen: str, kvm: str, vm: Optional[str] = None) -> int:
-    return ctx.run(plans.plan_clone(ctx.world(), xen, kvm, vm))
+    w = ctx.world()
+    plan = plans.plan_clone(w, xen, kvm, vm)
+    capacity.check_clone(ctx, w, kvm)  # operator completeness: the margin
+    return ctx.run(plan)
 
 
-def prepare(ctx: Ctx, xen: str, kvm: str, n: int, helper: Sequence[str] = ()) -> int:
-    return ctx.run(plans.plan_prepare(ctx.world(), xen, kvm, n, helper))
+def prepare(ctx: Ctx, xen: str, kvm: str, n: int, helper: Sequence[str] = (),
+            onapp_ids: tuple[Optional[int], Optional[int]] = (None, None)) -> int:
+    w = ctx.world()
+    plan = plans.plan_prepare(w, xen, kvm, n, helper)
+    # operator completeness: will it fit; in-place, the OnApp database step to do next
+    capacity.check_prepare(ctx, w, xen, kvm, n)
+    rc = ctx.run(plan)
+    if w.resolve(xen).name == w.resolve(kvm).name:
+        for line in onapp.notes(*onapp_ids, done=ctx.opts.yes and rc == 0):
+            ctx.say(line)
+    return rc
 
 
 def assemble(ctx: Ctx, vm: str, disks: Sequence[str], rates=dmtables.NO_RATES) -> int:
@@ -32,19 +44,31 @@ def assemble(ctx: Ctx, vm: str, disks: Sequence[str], rates=dmtables.NO_RATES) -
 def sync(ctx: Ctx, vm: Optional[str], rates=dmtables.NO_RATES, repair: bool = False,
          wait: bool = False, interval: float = 1.0, timeout: float = 86400.0) -> int:
     waited = 0.0
-    while True:
-        w = ctx.world()
-        plan = plans.plan_sync(w, vm, ctx.host.dm_targets(), rates, repair)
-        rc = ctx.run(plan)
-        repair = False
-        syncing = any(d.phase in ("syncing", "assembled") and not d.problem
-                      for ds in plans.vm_disks(w, vm).values() for d in ds)
-        if rc or not wait or not ctx.opts.yes or not (syncing or plan.steps):
-            return rc
-        if waited >= timeout:
-            raise PlanError(f"the resync did not finish within {timeout:.0f}s; run sync again")
-        ctx.host.sleep(interval)
-        waited += interval
+    watch = capacity.Watch()  # operator completeness: space, live view, Ctrl-C
+    hint = "xen2kvmDisk -y -m {vm} -r" if ctx.opts.prog == "xen2kvmDisk" else plans.REPAIR_HINT
+    try:
+        with live.View(ctx, vm, wait and ctx.opts.yes) as view:
+            while True:
+                w = ctx.world()
+                plan = plans.plan_sync(w, vm, ctx.host.dm_targets(), rates, repair, hint)
+                watch.check(ctx, w, [d for ds in plans.vm_disks(w, vm).values() for d in ds
+                                     if d.phase == "assembled" and plan.steps])
+                rc = ctx.run(plan)
+                view.show(w, waited)
+                repair = False
+                syncing = any(d.phase in ("syncing", "assembled") and not d.problem
+                              for ds in plans.vm_disks(w, vm).values() for d in ds)
+                if rc or not wait or not ctx.opts.yes or not (syncing or plan.steps):
+                    return rc
+                if waited >= timeout:
+                    raise PlanError(f"the resync did not finish within {timeout:.0f}s; "
+                                    "run sync again")
+                ctx.host.sleep(interval)
+                waited += interval
+    except KeyboardInterrupt:
+        if not (wait and ctx.opts.yes):
+            raise
+        return live.interrupted(ctx, vm)
 
 
 def release(ctx: Ctx, vm: str) -> int:
@@ -57,6 +81,7 @@ def cleanup(ctx: Ctx, vm: Optional[str]) -> int:
 
 def status(ctx: Ctx, vm: Optional[str], as_json: bool = False) -> int:
     w = ctx.world()
+    survey = capacity.Survey.read(w, ctx.storage)  # operator completeness: free and need
     rows = []
     for d in w.disks():
         if vm and d.vm != vm:
@@ -67,19 +92,26 @@ def status(ctx: Ctx, vm: Optional[str], as_json: bool = False) -> int:
             "clone": d.clone if d.clone in w.volumes else None, "n": d.n,
             "host": d.host, "done": st.done if st else None, "total": st.total if st else None,
             "health": st.health if st else None, "problem": d.problem,
+            **capacity.fields(survey, d.kvm),
         })
     if as_json:
         ctx.say(json.dumps(rows, indent=2))
         return 0
     if not rows:
         ctx.say("no disk is under migration")
-        return 0
+    else:
+        _table(ctx, rows)
+    for line in capacity.summary(survey):
+        ctx.say(line)
+    return 0
+
+
+def _table(ctx: Ctx, rows: list[dict]) -> None:
     ctx.say(f"{'VM':<12} {'DISK':<16} {'PHASE':<11} {'PROGRESS':>9}  KVM VOLUME / PROBLEM")
     for r in rows:
         prog = f"{100.0 * r['done'] / r['total']:.1f}%" if r["total"] else "-"
         ctx.say(f"{r['vm']:<12} {r['disk']:<16} {r['phase']:<11} {prog:>9}  {r['kvm']}"
                 + (f"  ! {r['problem']}" if r["problem"] else ""))
-    return 0
 
 
 def verify(ctx: Ctx, xen_id: str, kvm_id: str) -> int:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Mapping, Optional
 
 from xen2kvm import naming
-from xen2kvm.backend import Volume
+from xen2kvm.backend import TemplateSpace, Volume
 from xen2kvm.errors import BackendError
 
-from .model import Cluster, FakeVolume
+from .model import PLACEMENT, REPLICATION, TEMPLATE, Cluster, FakeVolume
 
 
 def _err(name: str, descr: str) -> BackendError:
@@ -26,6 +26,11 @@ class FakeStorage:
                    tuple(sorted(self.c.attachments.get(v.name, {}))))
             for v in sorted(self.c.volumes.values(), key=lambda v: v.name)
         ]
+
+    def template_space(self) -> list[TemplateSpace]:
+        free = max(self.c.capacity - self.c.used_bytes(), 0)
+        return [TemplateSpace(TEMPLATE, REPLICATION, PLACEMENT, PLACEMENT, "",
+                              {PLACEMENT: free}, {PLACEMENT: self.c.capacity})]
 
     # rules -------------------------------------------------------------------------------
     def _get(self, name: str) -> FakeVolume:

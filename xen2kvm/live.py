@@ -1,0 +1,152 @@
+"""What `sync --wait` shows while it waits: on a terminal a live view (rich) with one row per
+disk — phase, a bar and percent, rate, ETA and the free space left in its placement group —
+and off a terminal plain lines, one per disk and round, that logs and pipes keep."""
+
+from __future__ import annotations
+
+import io
+import sys
+from dataclasses import dataclass
+from typing import Optional
+
+from . import capacity, plans
+from .world import SYNCING, World
+
+
+@dataclass
+class Row:
+    vm: str
+    disk: str
+    phase: str
+    done: Optional[int]  # sectors
+    total: Optional[int]
+    rate: Optional[float]  # bytes per second
+    eta: Optional[float]  # seconds
+    free: Optional[int]  # raw bytes left in the disk's placement group
+
+    @property
+    def percent(self) -> Optional[float]:
+        return 100.0 * self.done / self.total if self.total else None
+
+
+def clock(seconds: Optional[float]) -> str:
+    if seconds is None:
+        return "-"
+    s = int(seconds)
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+def rate_text(rate: Optional[float]) -> str:
+    return "-" if rate is None else capacity.size_text(int(rate)) + "/s"
+
+
+class Sampler:
+    """Rates from successive samples of each disk's progress, on the run's own clock (the time
+    it waited: virtual on the fake, real on a host)."""
+
+    def __init__(self) -> None:
+        self.prev: dict[tuple[str, str], tuple[float, int]] = {}
+
+    def rows(self, w: World, vm: Optional[str], survey: capacity.Survey, now: float) -> list[Row]:
+        out = []
+        for vm_name, disks in sorted(plans.vm_disks(w, vm).items()):
+            for d in disks:
+                st = d.status
+                done, total = (st.done, st.total) if st else (None, None)
+                rate = eta = None
+                key = (vm_name, d.disk)
+                if done is not None and key in self.prev and now > self.prev[key][0]:
+                    t0, d0 = self.prev[key]
+                    rate = max(done - d0, 0) * 512 / (now - t0)
+                    if rate and d.phase == SYNCING:
+                        eta = (total - done) * 512 / rate
+                if done is not None:
+                    self.prev[key] = (now, done)
+                grp = survey.groups.get(survey.disks.get(d.kvm, (0, ""))[1])
+                out.append(Row(vm_name, d.disk, d.phase, done, total, rate, eta,
+                               grp.after() if grp else None))
+        return out
+
+
+def plain(row: Row) -> str:
+    pct = "-" if row.percent is None else f"{row.percent:.1f}%"
+    free = "-" if row.free is None else capacity.size_text(row.free)
+    return (f"{row.vm} {row.disk}: {row.phase} {pct} rate {rate_text(row.rate)} "
+            f"ETA {clock(row.eta)} free after {free}")
+
+
+def table(rows: list[Row]):
+    from rich.progress_bar import ProgressBar
+    from rich.table import Table
+
+    t = Table(title="xen2kvm sync --wait (Ctrl-C leaves the resync running)", expand=False)
+    for head in ("VM", "DISK", "PHASE", "PROGRESS", "", "RATE", "ETA", "FREE AFTER"):
+        t.add_column(head, justify="right" if head in ("", "RATE", "ETA") else "left")
+    for r in rows:
+        bar = ProgressBar(total=r.total or 1, completed=r.done or 0, width=24)
+        pct = "-" if r.percent is None else f"{r.percent:5.1f}%"
+        free = "-" if r.free is None else capacity.size_text(r.free)
+        t.add_row(r.vm, r.disk, r.phase, bar, pct, rate_text(r.rate), clock(r.eta), free)
+    return t
+
+
+class _Notes(io.TextIOBase):
+    """The run's own lines, printed above the live view (the progress notes are the view)."""
+
+    def __init__(self, console) -> None:
+        self.console, self.buf = console, ""
+
+    def write(self, text: str) -> int:
+        self.buf += text
+        while "\n" in self.buf:
+            line, self.buf = self.buf.split("\n", 1)
+            if ": syncing " not in line:
+                self.console.print(line, markup=False, highlight=False)
+        return len(text)
+
+
+class View:
+    """The live view on a terminal, plain lines elsewhere; `show` after every round."""
+
+    def __init__(self, ctx, vm: Optional[str], waiting: bool):
+        from rich.console import Console
+
+        self.ctx, self.vm, self.sampler = ctx, vm, Sampler()
+        console = Console(file=sys.stdout)
+        self.live = None
+        if waiting and ctx.out is sys.stdout and console.is_terminal:
+            from rich.live import Live
+
+            self.live = Live(table([]), console=console, refresh_per_second=4)
+        self.waiting = waiting
+
+    def __enter__(self) -> View:
+        if self.live is not None:
+            self.live.start()
+            self.saved, self.ctx.out = self.ctx.out, _Notes(self.live.console)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.live is not None:
+            self.live.stop()
+            self.ctx.out = self.saved
+
+    def show(self, w: World, now: float) -> None:
+        if not self.waiting:
+            return
+        survey = capacity.Survey.read(w, self.ctx.storage)
+        rows = self.sampler.rows(w, self.vm, survey, now)
+        if self.live is not None:
+            self.live.update(table(rows))
+        else:
+            for row in rows:
+                self.ctx.say(plain(row))
+
+
+def interrupted(ctx, vm: Optional[str]) -> int:
+    """Ctrl-C while waiting: the kernel goes on copying; say how to watch it again."""
+    again = (f"xen2kvmDisk -y -m {vm or ''}".rstrip() if ctx.opts.prog == "xen2kvmDisk"
+             else f"xen2kvm sync {vm + ' ' if vm else ''}--wait -y")
+    print(f"{ctx.opts.prog}: interrupted: the resync goes on in the kernel; watch it again "
+          f"with `{again}` or `xen2kvm status`", file=sys.stderr)
+    return 130
