@@ -196,7 +196,7 @@ def run_with_ctx(opts: Options, verbose: bool, action: Callable[[Ctx], int]) -> 
         rc = action(ctx)
         return rc
     except BaseException as exc:
-        error = exc
+        error, rc = exc, getattr(exc, "exit_code", 1)
         raise
     finally:
         ctx.finish(rc, error)  # operator completeness: the audit record
