@@ -55,10 +55,11 @@ class Sampler:
                 done, total = (st.done, st.total) if st else (None, None)
                 rate = eta = None
                 key = (vm_name, d.disk)
-                if done is not None and key in self.prev and now > self.prev[key][0]:
+                if d.phase == SYNCING and done is not None and key in self.prev \
+                        and now > self.prev[key][0]:
                     t0, d0 = self.prev[key]
                     rate = max(done - d0, 0) * 512 / (now - t0)
-                    if rate and d.phase == SYNCING:
+                    if rate:
                         eta = (total - done) * 512 / rate
                 if done is not None:
                     self.prev[key] = (now, done)
