@@ -113,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="trust hosts whose key is not yet known (never a changed key)")
     c.add_argument("--parallel", type=int, default=8)
     c.add_argument("--json", action="store_true")
+    c.add_argument("--wait", action="store_true",
+                   help="sync: repeat on every host until no disk is copying (with -y)")
+    c.add_argument("--interval", type=float, default=5.0, help="seconds between rounds")
     _rates(c)
     _yes(c)
     c = sub.add_parser("demo", help="rehearse both cases on an embedded fake cluster")
@@ -168,7 +171,7 @@ def _fleet(opts: Options, args) -> int:
         raise UsageError("fleet release needs the VMs to release")
     ssh = {"known_hosts": args.known_hosts, "accept_new_keys": args.accept_new_host_keys}
     return fleet.run(opts, args.action, specs, args.vms, _rates_of(args), args.parallel,
-                     args.json, ssh)
+                     args.json, ssh, wait=args.wait, interval=args.interval)
 
 
 def guarded(prog: str, body: Callable[[], int]) -> int:

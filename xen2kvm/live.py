@@ -22,7 +22,8 @@ class Row:
     total: Optional[int]
     rate: Optional[float]  # bytes per second
     eta: Optional[float]  # seconds
-    free: Optional[int]  # raw bytes left in the disk's placement group
+    free: Optional[int]  # raw bytes left in the disk's placement group after the migrations
+    host: str = ""
 
     @property
     def percent(self) -> Optional[float]:
@@ -41,38 +42,41 @@ def rate_text(rate: Optional[float]) -> str:
 
 
 class Sampler:
-    """Rates from successive samples of each disk's progress, on the run's own clock (the time
-    it waited: virtual on the fake, real on a host)."""
+    """Rates and ETAs from successive samples of each disk's progress, on the caller's clock
+    (the time `sync --wait` waited: virtual on the fake, real on a host)."""
 
     def __init__(self) -> None:
-        self.prev: dict[tuple[str, str], tuple[float, int]] = {}
+        self.prev: dict[tuple[str, ...], tuple[float, int]] = {}
+
+    def row(self, key: tuple[str, ...], phase: str, done: Optional[int],
+            total: Optional[int], free: Optional[int], now: float) -> Row:
+        rate = eta = None
+        last = self.prev.get(key)
+        if phase == SYNCING and done is not None and last and now > last[0]:
+            rate = max(done - last[1], 0) * 512 / (now - last[0])
+            eta = (total - done) * 512 / rate if rate else None
+        if done is not None:
+            self.prev[key] = (now, done)
+        *host, vm, disk = key
+        return Row(vm, disk, phase, done, total, rate, eta, free, "".join(host))
 
     def rows(self, w: World, vm: Optional[str], survey: capacity.Survey, now: float) -> list[Row]:
         out = []
         for vm_name, disks in sorted(plans.vm_disks(w, vm).items()):
             for d in disks:
                 st = d.status
-                done, total = (st.done, st.total) if st else (None, None)
-                rate = eta = None
-                key = (vm_name, d.disk)
-                if d.phase == SYNCING and done is not None and key in self.prev \
-                        and now > self.prev[key][0]:
-                    t0, d0 = self.prev[key]
-                    rate = max(done - d0, 0) * 512 / (now - t0)
-                    if rate:
-                        eta = (total - done) * 512 / rate
-                if done is not None:
-                    self.prev[key] = (now, done)
                 grp = survey.groups.get(survey.disks.get(d.kvm, (0, ""))[1])
-                out.append(Row(vm_name, d.disk, d.phase, done, total, rate, eta,
-                               grp.after() if grp else None))
+                out.append(self.row((vm_name, d.disk), d.phase, st.done if st else None,
+                                    st.total if st else None, grp.after() if grp else None,
+                                    now))
         return out
 
 
 def plain(row: Row) -> str:
     pct = "-" if row.percent is None else f"{row.percent:.1f}%"
     free = "-" if row.free is None else capacity.size_text(row.free)
-    return (f"{row.vm} {row.disk}: {row.phase} {pct} rate {rate_text(row.rate)} "
+    host = f"{row.host}: " if row.host else ""
+    return (f"{host}{row.vm} {row.disk}: {row.phase} {pct} rate {rate_text(row.rate)} "
             f"ETA {clock(row.eta)} free after {free}")
 
 
@@ -81,13 +85,16 @@ def table(rows: list[Row]):
     from rich.table import Table
 
     t = Table(title="xen2kvm sync --wait (Ctrl-C leaves the resync running)", expand=False)
-    for head in ("VM", "DISK", "PHASE", "PROGRESS", "", "RATE", "ETA", "FREE AFTER"):
+    hosts = any(r.host for r in rows)
+    for head in ("HOST",) * hosts + ("VM", "DISK", "PHASE", "PROGRESS", "", "RATE", "ETA",
+                                     "FREE AFTER"):
         t.add_column(head, justify="right" if head in ("", "RATE", "ETA") else "left")
     for r in rows:
         bar = ProgressBar(total=r.total or 1, completed=r.done or 0, width=24)
         pct = "-" if r.percent is None else f"{r.percent:5.1f}%"
         free = "-" if r.free is None else capacity.size_text(r.free)
-        t.add_row(r.vm, r.disk, r.phase, bar, pct, rate_text(r.rate), clock(r.eta), free)
+        t.add_row(*(r.host,) * hosts, r.vm, r.disk, r.phase, bar, pct, rate_text(r.rate),
+                  clock(r.eta), free)
     return t
 
 
@@ -106,42 +113,57 @@ class _Notes(io.TextIOBase):
         return len(text)
 
 
-class View:
-    """The live view on a terminal, plain lines elsewhere; `show` after every round."""
+class Screen:
+    """A live view when `out` is the terminal, else plain lines; `draw` after every round."""
 
-    def __init__(self, ctx, vm: Optional[str], waiting: bool):
+    def __init__(self, out, waiting: bool):
         from rich.console import Console
 
-        self.ctx, self.vm, self.sampler = ctx, vm, Sampler()
+        self.out, self.waiting, self.live = out, waiting, None
         console = Console(file=sys.stdout)
-        self.live = None
-        if waiting and ctx.out is sys.stdout and console.is_terminal:
+        if waiting and out is sys.stdout and console.is_terminal:
             from rich.live import Live
 
             self.live = Live(table([]), console=console, refresh_per_second=4)
-        self.waiting = waiting
+        self.notes = _Notes(self.live.console) if self.live is not None else out
 
-    def __enter__(self) -> View:
+    def __enter__(self):
         if self.live is not None:
             self.live.start()
-            self.saved, self.ctx.out = self.ctx.out, _Notes(self.live.console)
         return self
 
     def __exit__(self, *exc) -> None:
         if self.live is not None:
             self.live.stop()
-            self.ctx.out = self.saved
 
-    def show(self, w: World, now: float) -> None:
-        if not self.waiting:
-            return
-        survey = capacity.Survey.read(w, self.ctx.storage)
-        rows = self.sampler.rows(w, self.vm, survey, now)
+    def draw(self, rows: list[Row]) -> None:
         if self.live is not None:
             self.live.update(table(rows))
-        else:
+        elif self.waiting:
             for row in rows:
-                self.ctx.say(plain(row))
+                print(plain(row), file=self.out)
+
+
+class View(Screen):
+    """`sync --wait` on one host: the run's own lines go above the view."""
+
+    def __init__(self, ctx, vm: Optional[str], waiting: bool):
+        super().__init__(ctx.out, waiting)
+        self.ctx, self.vm, self.sampler = ctx, vm, Sampler()
+
+    def __enter__(self) -> View:
+        super().__enter__()
+        self.saved, self.ctx.out = self.ctx.out, self.notes
+        return self
+
+    def __exit__(self, *exc) -> None:
+        super().__exit__(*exc)
+        self.ctx.out = self.saved
+
+    def show(self, w: World, now: float) -> None:
+        if self.waiting:
+            survey = capacity.Survey.read(w, self.ctx.storage)
+            self.draw(self.sampler.rows(w, self.vm, survey, now))
 
 
 def interrupted(ctx, vm: Optional[str]) -> int:
