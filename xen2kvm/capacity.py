@@ -177,7 +177,7 @@ def check_prepare(ctx, w: World, xen_id: str, kvm_id: str, n: int) -> None:
         ctx.warn(warning.text)
 
 
-def check_clone(ctx, w: World, kvm_id: str) -> None:
+def check_clone(ctx, w: World) -> None:
     """Case-1 writes no data (a copy-on-write clone): only the margin is worth a word."""
     for warning in guard(w, ctx.storage, [], "case-1"):
         ctx.warn(warning.text)

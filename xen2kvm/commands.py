@@ -19,7 +19,7 @@ KERNEL_DEFAULTS = {SPEED_MIN: 1000, SPEED_MAX: 200000}
 def clone(ctx: Ctx, xen: str, kvm: str, vm: Optional[str] = None) -> int:
     w = ctx.world()
     plan = plans.plan_clone(w, xen, kvm, vm)
-    capacity.check_clone(ctx, w, kvm)  # operator completeness: the margin
+    capacity.check_clone(ctx, w)  # operator completeness: the margin
     return ctx.run(plan)
 
 

@@ -146,6 +146,23 @@ def _after(row: dict) -> Optional[int]:
     return None if free is None else free - (need or 0)
 
 
+def _text(results: list[HostResult], out, waited: bool) -> None:
+    for r in results if not waited else ():  # --wait printed them as they came
+        for line in r.output.rstrip().splitlines():
+            print(f"{r.host}: {line}", file=out)
+    rows = [row for r in results for row in r.rows]
+    print(f"{'HOST':<14} {'VM':<12} {'DISK':<16} {'PHASE':<10} {'PROGRESS':>9}  PROBLEM",
+          file=out)
+    for row in rows:
+        prog = f"{100.0 * row['done'] / row['total']:.1f}%" if row["total"] else "-"
+        print(f"{row['host']:<14} {row['vm'] or '-':<12} {row['disk']:<16} "
+              f"{row['phase']:<10} {prog:>9}  {row['problem'] or ''}", file=out)
+    for line in next((r.space for r in results if r.space), []):
+        print(line, file=out)
+    ok = len([r for r in results if r.ok])
+    print(f"{ok} of {len(results)} hosts ok", file=out)
+
+
 def run(opts: Options, action: str, specs: list[HostSpec], vms: Sequence[str] = (),
         rates: dmtables.Rates = dmtables.NO_RATES, parallel: int = 8, as_json: bool = False,
         ssh: Optional[dict] = None, out=None, wait: bool = False,
@@ -184,20 +201,7 @@ def run(opts: Options, action: str, specs: list[HostSpec], vms: Sequence[str] = 
                                              "output": r.output, "seconds": round(r.seconds, 3)}
                                     for r in results}}, indent=2), file=out)
     else:
-        for r in results if not waited else ():  # --wait printed them as they came
-            for line in r.output.rstrip().splitlines():
-                print(f"{r.host}: {line}", file=out)
-        rows = [row for r in results for row in r.rows]
-        print(f"{'HOST':<14} {'VM':<12} {'DISK':<16} {'PHASE':<10} {'PROGRESS':>9}  PROBLEM",
-              file=out)
-        for row in rows:
-            prog = f"{100.0 * row['done'] / row['total']:.1f}%" if row["total"] else "-"
-            print(f"{row['host']:<14} {row['vm'] or '-':<12} {row['disk']:<16} "
-                  f"{row['phase']:<10} {prog:>9}  {row['problem'] or ''}", file=out)
-        for line in next((r.space for r in results if r.space), []):
-            print(line, file=out)
-        ok = len(results) - len(failed)
-        print(f"{ok} of {len(results)} hosts ok", file=out)
+        _text(results, out, waited)
     for r in failed:
         print(f"xen2kvm: error: host {r.host}: {r.error}", file=sys.stderr)
     return 7 if failed else 0

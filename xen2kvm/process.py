@@ -132,8 +132,8 @@ class Runner:
             proc.wait()
             rc = 124
             kept[2].append(f"timed out after {timeout}s\n")
-        for t in pumps:
-            t.join()
+        for t in pumps:  # a child the helper left behind may hold its pipes open
+            t.join(5.0)
         return self._finish(CommandResult(argv, rc, "".join(kept[1]), "".join(kept[2]),
                                           time.monotonic() - start), False)
 
