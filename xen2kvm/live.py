@@ -117,14 +117,14 @@ class Screen:
     """A live view when `out` is the terminal, else plain lines; `draw` after every round."""
 
     def __init__(self, out, waiting: bool):
-        from rich.console import Console
-
         self.out, self.waiting, self.live = out, waiting, None
-        console = Console(file=sys.stdout)
-        if waiting and out is sys.stdout and console.is_terminal:
+        if waiting and out is sys.stdout and out.isatty():  # rich only then: it costs an import
+            from rich.console import Console
             from rich.live import Live
 
-            self.live = Live(table([]), console=console, refresh_per_second=4)
+            console = Console(file=sys.stdout)
+            if console.is_terminal:  # rich's own judgement too (TERM=dumb, …)
+                self.live = Live(table([]), console=console, refresh_per_second=4)
         self.notes = _Notes(self.live.console) if self.live is not None else out
 
     def __enter__(self):
