@@ -82,3 +82,19 @@ def test_the_audit_log_holds_no_secret(emulator, tmp_path, audit_log):  # noqa: 
     (rec,) = [json.loads(x) for x in raw.decode().splitlines()]
     assert "[leaky] SP_AUTH_TOKEN=***" in rec["output"]
     assert rec["argv"][:2] == ["xen2kvmDisk", "--backend"] and rec["host"] == "kvm1"
+
+
+@pytest.mark.storpool
+def test_a_run_that_cannot_keep_its_record_changes_nothing(emulator, tmp_path,  # noqa: F811
+                                                          monkeypatch):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    monkeypatch.setenv("XEN2KVM_AUDIT_LOG", str(blocker / "audit.jsonl"))
+    sp = SPRig(emulator)
+    emulator.handle("VolumeCreate", [], {"name": "ldisk", "size": 8 << 20})
+    emulator.handle("VolumeCreate", [], {"name": "kdisk", "size": 8 << 20})
+    before = json.dumps(emulator.volumes, sort_keys=True)
+    assert sp.run("xen2kvmDisk -y -x ldisk -k kdisk") == 3
+    assert sp.err.startswith("xen2kvmDisk: error: cannot write the audit log ")
+    assert "XEN2KVM_AUDIT_LOG" in sp.err and len(sp.err.strip().splitlines()) == 1
+    assert json.dumps(emulator.volumes, sort_keys=True) == before
