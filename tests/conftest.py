@@ -73,6 +73,15 @@ def pytest_collection_modifyitems(config, items):
     items[:] = keep
 
 
+@pytest.fixture(autouse=True)
+def audit_log(tmp_path, monkeypatch):
+    """Operator completeness: runs on the real backend append to an audit log; tests keep
+    theirs in their own folder, never in /var/log."""
+    path = tmp_path / "audit.jsonl"
+    monkeypatch.setenv("XEN2KVM_AUDIT_LOG", str(path))
+    return path
+
+
 @pytest.fixture
 def backend_name(request) -> str:
     return request.config.getoption("--backend")
@@ -258,6 +267,10 @@ class FakeRig(Rig):
 
     def lock_folder(self) -> Path:
         return self.state  # the fake keeps its run lock with its state
+
+    def set_free(self, size: int) -> None:
+        """Operator completeness: the raw capacity such that `size` bytes are free now."""
+        self.ok(f"xen2kvm sim capacity --free {size}")
 
     @contextlib.contextmanager
     def holding_lock(self):

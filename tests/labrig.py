@@ -271,6 +271,11 @@ class LabRig(Rig):
         subprocess.run(["dd", "if=/dev/zero", f"of={self.filler}", "bs=1M"],
                        capture_output=True)
 
+    def set_free(self, size: int) -> None:
+        """Operator completeness: the emulator's raw capacity such that `size` is free now."""
+        with self.emu.lock:
+            self.emu.capacity = self.emu.used_bytes() + size
+
     def set_raid_version(self, version: str) -> None:
         raise AssertionError("the lab runs the kernel it has (scenario is @fakeonly)")
 

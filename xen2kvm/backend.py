@@ -29,6 +29,20 @@ class Snapshot:
     tags: Mapping[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class TemplateSpace:
+    """One template as VolumeTemplatesStatus reports it: its replication, its placement groups
+    (placeHead may be empty) and StorPool's estimate of each group's free and total raw bytes."""
+
+    name: str
+    replication: int
+    place_all: str
+    place_tail: str
+    place_head: str = ""
+    free: Mapping[str, int] = field(default_factory=dict)  # placement group -> bytes
+    capacity: Mapping[str, int] = field(default_factory=dict)
+
+
 class StorageBackend(Protocol):
     """Cluster-wide StorPool operations."""
 
@@ -75,6 +89,10 @@ class StorageBackend(Protocol):
 
     def detach(self, name: str, host: Optional[str] = None) -> None:
         """Detach from `host`, or from every host when None."""
+
+    # operator completeness: the capacity check (xen2kvm/capacity.py)
+    def template_space(self) -> list[TemplateSpace]:
+        """Every template's placement and free space (one VolumeTemplatesStatus call)."""
 
 
 class HostBackend(Protocol):

@@ -37,6 +37,13 @@ def common_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("-v", "--verbose", action="store_true", help="log every command to stderr")
 
 
+def onapp_options(p: argparse.ArgumentParser) -> None:
+    """Operator completeness: values for the OnApp SQL an in-place prepare prints."""
+    p.add_argument("--onapp-vm-id", type=int, metavar="ID", help="in-place: the VM's OnApp id")
+    p.add_argument("--onapp-hypervisor-id", type=int, metavar="ID",
+                   help="in-place: the OnApp id of the KVM hypervisor it moves to")
+
+
 def _yes(p: argparse.ArgumentParser) -> None:
     p.add_argument("-y", "--yes", action="store_true", help="execute (default: dry-run)")
 
@@ -62,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("-k", "--kvm", required=True)
     c.add_argument("--no-dos", action="store_true", help="partition at 2048 instead of 32")
     c.add_argument("--helper", help="program run on the clone's block device")
+    onapp_options(c)
     _yes(c)
     c = sub.add_parser("assemble", help="power-on hook: linear + raid1 for the VM's disks")
     c.add_argument("vm")
@@ -92,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("status", help="each disk's phase")
     c.add_argument("vm", nargs="?")
     c.add_argument("--json", action="store_true")
+    c = sub.add_parser("history", help="what xen2kvm changed, from its audit log")
+    c.add_argument("subject", nargs="?", metavar="VM|DISK")
+    c.add_argument("--json", action="store_true", help="the raw JSON lines")
     c = sub.add_parser("verify", help="byte-compare the XEN data with the KVM volume")
     c.add_argument("-x", "--xen", required=True)
     c.add_argument("-k", "--kvm", required=True)
@@ -113,6 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="trust hosts whose key is not yet known (never a changed key)")
     c.add_argument("--parallel", type=int, default=8)
     c.add_argument("--json", action="store_true")
+    c.add_argument("--wait", action="store_true",
+                   help="sync: repeat on every host until no disk is copying (with -y)")
+    c.add_argument("--interval", type=float, default=5.0, help="seconds between rounds")
     _rates(c)
     _yes(c)
     c = sub.add_parser("demo", help="rehearse both cases on an embedded fake cluster")
@@ -134,7 +148,7 @@ def dispatch(ctx: Ctx, args) -> int:
     if cmd == "prepare":
         helper = shlex.split(args.helper) if args.helper else ()
         return commands.prepare(ctx, args.xen, args.kvm, N_ALIGNED if args.no_dos else N_DOS,
-                                helper)
+                                helper, (args.onapp_vm_id, args.onapp_hypervisor_id))
     if cmd == "assemble":
         disks = [d for group in args.disk for d in group]
         return commands.assemble(ctx, args.vm, disks, _rates_of(args))
@@ -152,6 +166,10 @@ def dispatch(ctx: Ctx, args) -> int:
         return getattr(commands, cmd)(ctx, args.vm, args.disk)
     if cmd == "status":
         return commands.status(ctx, args.vm, args.json)
+    if cmd == "history":
+        from . import audit
+
+        return audit.history(ctx, args.subject, args.json)
     if cmd == "verify":
         return commands.verify(ctx, args.xen, args.kvm)
     if cmd == "tune":
@@ -169,7 +187,7 @@ def _fleet(opts: Options, args) -> int:
         raise UsageError("fleet release needs the VMs to release")
     ssh = {"known_hosts": args.known_hosts, "accept_new_keys": args.accept_new_host_keys}
     return fleet.run(opts, args.action, specs, args.vms, _rates_of(args), args.parallel,
-                     args.json, ssh)
+                     args.json, ssh, wait=args.wait, interval=args.interval)
 
 
 def _quiet_stdout() -> None:
@@ -219,9 +237,15 @@ def run_with_ctx(opts: Options, verbose: bool, action: Callable[[Ctx], int]) -> 
     if verbose:
         logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
     ctx = Ctx.open(opts)
+    rc, error = 1, None
     try:
-        return action(ctx)
+        rc = action(ctx)
+        return rc
+    except BaseException as exc:
+        error, rc = exc, getattr(exc, "exit_code", 1)
+        raise
     finally:
+        ctx.finish(rc, error)  # operator completeness: the audit record
         ctx.close()
 
 
@@ -236,7 +260,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             opts = Options(args.backend, args.state, args.host, args.yes)
             return _fleet(opts, args)
         opts = Options(args.backend, args.state, args.host, getattr(args, "yes", False),
-                       args.inventory, args.known_hosts)
+                       args.inventory, args.known_hosts, prog="xen2kvm",
+                       argv=tuple(sys.argv[1:] if argv is None else argv))
         return run_with_ctx(opts, args.verbose, lambda ctx: dispatch(ctx, args))
 
     return guarded("xen2kvm", body)

@@ -6,7 +6,7 @@ import json
 from typing import Optional, Sequence
 
 from . import abort as undo
-from . import dmtables, mbr, plans, preflight, recovery
+from . import capacity, dmtables, live, mbr, onapp, plans, preflight, recovery
 from . import naming as nm
 from .context import Ctx
 from .errors import PlanError, VerifyMismatch
@@ -18,12 +18,24 @@ KERNEL_DEFAULTS = {SPEED_MIN: 1000, SPEED_MAX: 200000}
 
 
 def clone(ctx: Ctx, xen: str, kvm: str, vm: Optional[str] = None) -> int:
-    return ctx.run(plans.plan_clone(ctx.world(), xen, kvm, vm))
+    w = ctx.world()
+    plan = plans.plan_clone(w, xen, kvm, vm)
+    capacity.check_clone(ctx, w)  # operator completeness: the margin
+    return ctx.run(plan)
 
 
-def prepare(ctx: Ctx, xen: str, kvm: str, n: int, helper: Sequence[str] = ()) -> int:
+def prepare(ctx: Ctx, xen: str, kvm: str, n: int, helper: Sequence[str] = (),
+            onapp_ids: tuple[Optional[int], Optional[int]] = (None, None)) -> int:
     preflight.check(ctx, helper=helper)
-    return ctx.run(plans.plan_prepare(ctx.world(), xen, kvm, n, helper))
+    w = ctx.world()
+    plan = plans.plan_prepare(w, xen, kvm, n, helper)
+    # operator completeness: will it fit; in-place, the OnApp database step to do next
+    capacity.check_prepare(ctx, w, xen, kvm, n)
+    rc = ctx.run(plan)
+    if w.resolve(xen).name == w.resolve(kvm).name:
+        for line in onapp.notes(*onapp_ids, done=ctx.opts.yes and rc == 0):
+            ctx.say(line)
+    return rc
 
 
 def assemble(ctx: Ctx, vm: str, disks: Sequence[str], rates=dmtables.NO_RATES) -> int:
@@ -36,19 +48,31 @@ def sync(ctx: Ctx, vm: Optional[str], rates=dmtables.NO_RATES, repair: bool = Fa
          wait: bool = False, interval: float = 1.0, timeout: float = 86400.0) -> int:
     preflight.check(ctx)
     waited = 0.0
-    while True:
-        w = ctx.world()
-        plan = plans.plan_sync(w, vm, ctx.host.dm_targets(), rates, repair)
-        rc = ctx.run(plan)
-        repair = False
-        syncing = any(d.phase in ("syncing", "assembled") and not d.problem
-                      for ds in plans.vm_disks(w, vm).values() for d in ds)
-        if rc or not wait or not ctx.opts.yes or not (syncing or plan.steps):
-            return rc
-        if waited >= timeout:
-            raise PlanError(f"the resync did not finish within {timeout:.0f}s; run sync again")
-        ctx.host.sleep(interval)
-        waited += interval
+    watch = capacity.Watch()  # operator completeness: space, live view, Ctrl-C
+    hint = "xen2kvmDisk -y -m {vm} -r" if ctx.opts.prog == "xen2kvmDisk" else plans.REPAIR_HINT
+    try:
+        with live.View(ctx, vm, wait and ctx.opts.yes) as view:
+            while True:
+                w = ctx.world()
+                plan = plans.plan_sync(w, vm, ctx.host.dm_targets(), rates, repair, hint)
+                watch.check(ctx, w, [d for ds in plans.vm_disks(w, vm).values() for d in ds
+                                     if d.phase == "assembled" and plan.steps])
+                rc = ctx.run(plan)
+                view.show(w, waited)
+                repair = False
+                syncing = any(d.phase in ("syncing", "assembled") and not d.problem
+                              for ds in plans.vm_disks(w, vm).values() for d in ds)
+                if rc or not wait or not ctx.opts.yes or not (syncing or plan.steps):
+                    return rc
+                if waited >= timeout:
+                    raise PlanError(f"the resync did not finish within {timeout:.0f}s; "
+                                    "run sync again")
+                ctx.host.sleep(interval)
+                waited += interval
+    except KeyboardInterrupt:
+        if not (wait and ctx.opts.yes):
+            raise
+        return live.interrupted(ctx, vm)
 
 
 def release(ctx: Ctx, vm: str) -> int:
@@ -72,6 +96,7 @@ def status(ctx: Ctx, vm: Optional[str], as_json: bool = False) -> int:
     w = ctx.world()
     groups = {g.migration: g for g in (recovery.latest(w, m) for m in
                                         {x.migration for x in recovery.groups(w)}) if g}
+    survey = capacity.Survey.read(w, ctx.storage)  # operator completeness: free and need
     rows = []
     for d in w.disks():
         if vm and d.vm != vm:
@@ -82,6 +107,7 @@ def status(ctx: Ctx, vm: Optional[str], as_json: bool = False) -> int:
             "clone": d.clone if d.clone in w.volumes else None, "n": d.n,
             "host": d.host, "done": st.done if st else None, "total": st.total if st else None,
             "health": st.health if st else None, "problem": d.problem,
+            **capacity.fields(survey, d.kvm),
         })
     rows += _rows_without_clone(w, groups, {r["kvm"] for r in rows}, vm)
     for r in rows:
@@ -93,7 +119,14 @@ def status(ctx: Ctx, vm: Optional[str], as_json: bool = False) -> int:
         return 0
     if not rows:
         ctx.say("no disk is under migration")
-        return 0
+    else:
+        _table(ctx, rows)
+    for line in capacity.summary(survey):
+        ctx.say(line)
+    return 0
+
+
+def _table(ctx: Ctx, rows: list[dict]) -> None:
     ctx.say(f"{'VM':<12} {'DISK':<16} {'PHASE':<11} {'PROGRESS':>9}  KVM VOLUME / PROBLEM")
     for r in rows:
         prog = f"{100.0 * r['done'] / r['total']:.1f}%" if r["total"] else "-"
@@ -103,7 +136,6 @@ def status(ctx: Ctx, vm: Optional[str], as_json: bool = False) -> int:
         if r["recovery"]:
             rp = r["recovery"]
             ctx.say(f"recovery points of {r['kvm']} ({rp['state']}): {', '.join(rp['points'])}")
-    return 0
 
 
 def _rows_without_clone(w, groups, seen, vm: Optional[str]) -> list[dict]:

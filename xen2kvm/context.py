@@ -23,6 +23,9 @@ class Options:
     yes: bool = False
     inventory: Optional[str] = None  # with --host H listed in it, H's steps run over SSH
     known_hosts: Optional[str] = None
+    # operator completeness: which command line runs (messages, the audit record)
+    prog: str = "xen2kvm"
+    argv: tuple[str, ...] = ()
 
 
 @dataclass
@@ -31,6 +34,7 @@ class Ctx:
     out: TextIO = field(default_factory=lambda: sys.stdout)
     backends: Any = None
     _lock: Any = None  # what releases the run lock
+    _audit: Any = None  # operator completeness: this run's audit record (xen2kvm/audit.py)
 
     @classmethod
     def open(cls, opts: Options, out: Optional[TextIO] = None) -> Ctx:
@@ -63,6 +67,31 @@ class Ctx:
     def say(self, text: str) -> None:
         print(text, file=self.out)
 
+    # operator completeness: warnings, the audit record, the helper's output ------------------
+    def warn(self, text: str) -> None:
+        print(f"{self.opts.prog}: warning: {text}", file=sys.stderr)
+        self.audit.warning(text)
+
+    @property
+    def audit(self):
+        if self._audit is None:
+            from . import audit
+
+            runner = getattr(self.host, "runner", None) or Runner()
+            self._audit = audit.Audit(audit.path_for(self.backends), self.opts.prog,
+                                      self.opts.argv, self.host.name, runner.redact)
+
+            def helper_line(line: str) -> None:  # shown as it comes, and kept
+                self.say(line)
+                self._audit.output(line)
+
+            runner.helper_sink = helper_line
+        return self._audit
+
+    def finish(self, rc: int, error: Optional[BaseException] = None) -> None:
+        if self._audit is not None:
+            self._audit.finish(rc, error)
+
     def world(self) -> World:
         return World.read(self.storage, self.host)
 
@@ -87,11 +116,18 @@ class Ctx:
         elif plan.steps:
             if self._lock is None:
                 self.lock()
+            self.audit.begin()
             for step in plan.steps:
                 self.say("+ " + step.render().replace("\n", "\n  "))
-                step.apply(self)
+                try:
+                    step.apply(self)
+                except BaseException as exc:
+                    self.audit.step(step.render(), exc)
+                    raise
+                self.audit.step(step.render())
         for failure in plan.failures:
-            print(f"xen2kvm: error: {failure}", file=sys.stderr)
+            print(f"{self.opts.prog}: error: {failure}", file=sys.stderr)
+            self.audit.warning(failure)
         return 6 if plan.failures else 0
 
     def close(self) -> None:

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Optional, Sequence
 
-from . import commands, dmtables
+from . import capacity, commands, dmtables, live
 from . import naming as nm
 from .context import Ctx, Options
 from .errors import PlanError, UsageError, Xen2KvmError
@@ -32,6 +32,7 @@ class HostResult:
     ok: bool = True
     error: Optional[str] = None
     rows: list[dict] = field(default_factory=list)
+    space: list[str] = field(default_factory=list)  # the cluster's free space and need
     output: str = ""
     seconds: float = 0.0
 
@@ -70,15 +71,17 @@ def parse_hosts(hosts: Optional[str], inventory: Optional[str], user: str = "roo
     return [s.check() for s in specs]
 
 
-def _rows(ctx: Ctx, host: str) -> list[dict]:
+def _rows(ctx: Ctx, host: str) -> tuple[list[dict], list[str]]:
     rows = []
-    for d in ctx.world().disks():
+    w = ctx.world()
+    survey = capacity.Survey.read(w, ctx.storage)  # operator completeness: free and need
+    for d in w.disks():
         if d.host:
             st = d.status
             rows.append({"host": host, "vm": d.vm, "disk": d.disk, "phase": d.phase,
                          "done": st.done if st else None, "total": st.total if st else None,
-                         "problem": d.problem})
-    return rows
+                         "problem": d.problem, **capacity.fields(survey, d.kvm)})
+    return rows, capacity.summary(survey)
 
 
 def _one(spec: HostSpec, opts: Options, action: str, vms: Sequence[str], rates,
@@ -101,12 +104,13 @@ def _one(spec: HostSpec, opts: Options, action: str, vms: Sequence[str], rates,
         elif action == "release":
             for vm in vms:
                 rc = commands.release(ctx, vm) or rc
-        result.rows = _rows(ctx, spec.name)
+        result.rows, result.space = _rows(ctx, spec.name)
         if rc:
             result.ok, result.error = False, f"{action} exited {rc}"
     except Xen2KvmError as exc:
         result.ok, result.error = False, str(exc)
     finally:
+        ctx.finish(0 if result.ok else 1, None)  # operator completeness: the audit record
         ctx.close()
         runner.close()
         result.output = out.getvalue()
@@ -114,9 +118,55 @@ def _one(spec: HostSpec, opts: Options, action: str, vms: Sequence[str], rates,
     return result
 
 
+def _wait(round_, interval: float, out) -> list[HostResult]:
+    """`fleet sync --wait`: a sync round on every host, the rows drawn (live on a terminal),
+    until no disk is copying or a host fails; rates from the rounds' wall-clock times."""
+    sampler, started = live.Sampler(), time.monotonic()
+    with live.Screen(out, True) as screen:
+        while True:
+            results = round_()
+            now = time.monotonic() - started
+            for r in results:
+                for line in r.output.splitlines():
+                    if ": syncing " not in line:
+                        print(f"{r.host}: {line}", file=screen.notes)
+            rows = [row for r in results for row in r.rows]
+            screen.draw([sampler.row((row["host"], row["vm"] or "-", row["disk"]),
+                                     row["phase"], row["done"], row["total"],
+                                     _after(row), now) for row in rows])
+            busy = any(row["phase"] in ("assembled", "syncing") and not row["problem"]
+                       for row in rows)
+            if not busy or not all(r.ok for r in results):
+                return results
+            time.sleep(interval)
+
+
+def _after(row: dict) -> Optional[int]:
+    free, need = row.get("free_bytes"), row.get("group_need_bytes")
+    return None if free is None else free - (need or 0)
+
+
+def _text(results: list[HostResult], out, waited: bool) -> None:
+    for r in results if not waited else ():  # --wait printed them as they came
+        for line in r.output.rstrip().splitlines():
+            print(f"{r.host}: {line}", file=out)
+    rows = [row for r in results for row in r.rows]
+    print(f"{'HOST':<14} {'VM':<12} {'DISK':<16} {'PHASE':<10} {'PROGRESS':>9}  PROBLEM",
+          file=out)
+    for row in rows:
+        prog = f"{100.0 * row['done'] / row['total']:.1f}%" if row["total"] else "-"
+        print(f"{row['host']:<14} {row['vm'] or '-':<12} {row['disk']:<16} "
+              f"{row['phase']:<10} {prog:>9}  {row['problem'] or ''}", file=out)
+    for line in next((r.space for r in results if r.space), []):
+        print(line, file=out)
+    ok = len([r for r in results if r.ok])
+    print(f"{ok} of {len(results)} hosts ok", file=out)
+
+
 def run(opts: Options, action: str, specs: list[HostSpec], vms: Sequence[str] = (),
         rates: dmtables.Rates = dmtables.NO_RATES, parallel: int = 8, as_json: bool = False,
-        ssh: Optional[dict] = None, out=None) -> int:
+        ssh: Optional[dict] = None, out=None, wait: bool = False,
+        interval: float = 5.0) -> int:
     import sys
 
     out = out or sys.stdout
@@ -130,26 +180,28 @@ def run(opts: Options, action: str, specs: list[HostSpec], vms: Sequence[str] = 
     shared = SharedLists()
     workers = max(1, min(parallel, len(specs)))
     with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
-        results = list(pool.map(
-            lambda s: _one(s, opts, action, vms, rates, ssh or {}, shared), specs))
+        def round_() -> list[HostResult]:
+            return list(pool.map(
+                lambda s: _one(s, opts, action, vms, rates, ssh or {}, shared), specs))
+
+        waited = wait and action == "sync" and opts.yes
+        if waited:  # operator completeness: --wait
+            try:
+                results = _wait(round_, interval, out)
+            except KeyboardInterrupt:
+                print("xen2kvm: interrupted: the resyncs go on in the hosts' kernels; watch "
+                      "them again with `xen2kvm fleet sync --wait -y` or `xen2kvm fleet "
+                      "status`", file=sys.stderr)
+                return 130
+        else:
+            results = round_()
     failed = [r for r in results if not r.ok]
     if as_json:
         print(json.dumps({"hosts": {r.host: {"ok": r.ok, "error": r.error, "rows": r.rows,
                                              "output": r.output, "seconds": round(r.seconds, 3)}
                                     for r in results}}, indent=2), file=out)
     else:
-        for r in results:
-            for line in r.output.rstrip().splitlines():
-                print(f"{r.host}: {line}", file=out)
-        rows = [row for r in results for row in r.rows]
-        print(f"{'HOST':<14} {'VM':<12} {'DISK':<16} {'PHASE':<10} {'PROGRESS':>9}  PROBLEM",
-              file=out)
-        for row in rows:
-            prog = f"{100.0 * row['done'] / row['total']:.1f}%" if row["total"] else "-"
-            print(f"{row['host']:<14} {row['vm'] or '-':<12} {row['disk']:<16} "
-                  f"{row['phase']:<10} {prog:>9}  {row['problem'] or ''}", file=out)
-        ok = len(results) - len(failed)
-        print(f"{ok} of {len(results)} hosts ok", file=out)
+        _text(results, out, waited)
     for r in failed:
         print(f"xen2kvm: error: host {r.host}: {r.error}", file=sys.stderr)
     return 7 if failed else 0

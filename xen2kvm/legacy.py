@@ -3,6 +3,7 @@
     xen2kvmDisk [-y] -x XEN -k KVM -b                 case-1
     xen2kvmDisk [-y] -x XEN -k KVM [-c] [-p HELPER]    case-2 prepare (in-place when XEN == KVM)
     xen2kvmDisk [-y] -m [VM]                          sync: progress, retag when in sync
+    xen2kvmDisk [-y] -m VM -r                         rebuild a failed KVM leg (sync --repair)
     xen2kvmDisk [-y] -z [-m VM]                       cleanup
     xen2kvmDisk [-y] -Z [-m VM]                       purge recovery points (xen2kvm purge)
 Without -y it prints what it would run and changes nothing.
@@ -16,7 +17,7 @@ import sys
 from typing import Optional, Sequence
 
 from . import commands
-from .cli import N_ALIGNED, N_DOS, _Parser, common_options, guarded, run_with_ctx
+from .cli import N_ALIGNED, N_DOS, _Parser, common_options, guarded, onapp_options, run_with_ctx
 from .context import Options
 from .errors import UsageError
 
@@ -37,6 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-z", action="store_true", help="delete clones tagged vs=VM")
     p.add_argument("-Z", action="store_true", dest="purge",
                    help="delete recovery points of migrations whose VM ran from its raw disk")
+    # operator completeness: the repair path and the OnApp SQL values
+    p.add_argument("-r", action="store_true",
+                   help="with -m VM: rebuild a failed KVM leg from the start (sync --repair)")
+    onapp_options(p)
     return p
 
 
@@ -45,6 +50,8 @@ def _action(args):
         if args.z or args.x or args.k or args.b or args.c or args.p:
             raise UsageError("-Z takes only -m VM; see xen2kvmDisk --help")
         return lambda ctx: commands.purge(ctx, args.m or None, None, every=not args.m)
+    if args.r and not args.m:
+        raise UsageError("-r (repair) needs -m VM; see xen2kvmDisk --help")
     if args.z:
         if args.x or args.k or args.b or args.c or args.p:
             raise UsageError("-z takes only -m VM; see xen2kvmDisk --help")
@@ -52,7 +59,7 @@ def _action(args):
     if args.m is not None:
         if args.x or args.k or args.b or args.c or args.p:
             raise UsageError("-m takes only a VM id; see xen2kvmDisk --help")
-        return lambda ctx: commands.sync(ctx, args.m or None)
+        return lambda ctx: commands.sync(ctx, args.m or None, repair=args.r)
     if not (args.x and args.k):
         raise UsageError("give -x XEN -k KVM, -m [VM] or -z [-m VM]; see xen2kvmDisk --help")
     if args.b:
@@ -61,7 +68,7 @@ def _action(args):
         return lambda ctx: commands.clone(ctx, args.x, args.k)
     helper = shlex.split(args.p) if args.p else ()
     return lambda ctx: commands.prepare(ctx, args.x, args.k, N_ALIGNED if args.c else N_DOS,
-                                        helper)
+                                        helper, (args.onapp_vm_id, args.onapp_hypervisor_id))
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -69,7 +76,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         args = build_parser().parse_args(argv)
         action = _action(args)
         opts = Options(args.backend, args.state, args.host, args.y, args.inventory,
-                       args.known_hosts)
+                       args.known_hosts, prog="xen2kvmDisk",
+                       argv=tuple(sys.argv[1:] if argv is None else argv))
         return run_with_ctx(opts, args.verbose, action)
 
     return guarded("xen2kvmDisk", body)

@@ -4,6 +4,8 @@ never repeats a change (never grows twice)."""
 
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
@@ -109,6 +111,7 @@ def plan_prepare(w: World, xen_id: str, kvm_id: str, n: int,
             raise PlanError(f"this prepare was started with N={t.get(nm.TAG_N)} sectors; "
                             f"rerun it {flag}")
         korig = int(t[nm.TAG_KVM_SECTORS])
+        _refuse_other_helper(t.get(nm.TAG_HELPER), helper)
     else:
         korig = bytes_to_sectors(kvm.size_bytes)
     w.refuse_attached(xen, allow_local=clone is not None)
@@ -126,7 +129,8 @@ def plan_prepare(w: World, xen_id: str, kvm_id: str, n: int,
     xen_sectors = bytes_to_sectors(xen_size)
     mbr.build(n, xen_sectors)  # refuses what a DOS label cannot hold, before any change
     clone_tags = {nm.TAG_ROLE: nm.ROLE_CLONE, nm.TAG_KVM: kvm.name, nm.TAG_N: str(n),
-                  nm.TAG_KVM_SECTORS: str(korig), nm.TAG_HELPER: "ok", nm.TAG_VS: "x" * 64}
+                  nm.TAG_KVM_SECTORS: str(korig), nm.TAG_HELPER: "x" * HELPER_TAG_MAX,
+                  nm.TAG_VS: "x" * 64}
     nm.check_tags(clone_name, clone_tags)  # room for every tag it will carry
     plan = Plan()
     host = w.host
@@ -134,7 +138,7 @@ def plan_prepare(w: World, xen_id: str, kvm_id: str, n: int,
         plan.add(*recovery.take_points(w, kvm.name, [kvm] if inplace else [kvm, xen]))
         plan.add(s.CloneVolume(clone_name, xen.name, {
             nm.TAG_ROLE: nm.ROLE_CLONE, nm.TAG_KVM: kvm.name, nm.TAG_N: str(n),
-            nm.TAG_KVM_SECTORS: str(korig)}))
+            nm.TAG_KVM_SECTORS: str(korig), **_helper_tag(helper)}))
     for meta in (meta0, meta1):
         existing = w.get(meta)
         if existing is None:
@@ -161,6 +165,29 @@ def plan_prepare(w: World, xen_id: str, kvm_id: str, n: int,
     plan.notes.append(f"case-2 {mode}prepare: {kvm.name} grows by {n} sectors to {grown} bytes, "
                       f"partition 1 = [{n}, {n + xen_sectors}) holds {xen.name} via {clone_name}")
     return plan
+
+
+# operator completeness: a prepare started with a helper records it on the clone (until the
+# helper succeeds the tag holds its name, then "ok"); a rerun must bring the same helper
+HELPER_TAG_MAX = 32
+
+
+def helper_label(helper: Sequence[str]) -> str:
+    name = re.sub(r"[^A-Za-z0-9_.:-]", "_", os.path.basename(helper[0]))
+    return name[:HELPER_TAG_MAX] or "helper"
+
+
+def _helper_tag(helper: Sequence[str]) -> dict[str, str]:
+    return {nm.TAG_HELPER: helper_label(helper)} if helper else {}
+
+
+def _refuse_other_helper(recorded: Optional[str], helper: Sequence[str]) -> None:
+    if not recorded or recorded == "ok":
+        return
+    given = helper_label(helper) if helper else None
+    if given != recorded:
+        raise PlanError(f"this prepare was started with the helper {recorded}, which has not "
+                        f"succeeded yet; rerun it with the same helper (-p / --helper)")
 
 
 def _dedupe_attach(steps: list[s.Step]) -> list[s.Step]:
@@ -252,8 +279,12 @@ def vm_disks(w: World, vm: Optional[str]) -> dict[str, list[Disk]]:
     return by_vm
 
 
+# operator completeness: the repair command as the operator's command line spells it
+REPAIR_HINT = "xen2kvm sync {vm} --repair -y"
+
+
 def plan_sync(w: World, vm: Optional[str], targets, rates: dmtables.Rates = dmtables.NO_RATES,
-              repair: bool = False) -> Plan:
+              repair: bool = False, repair_hint: str = REPAIR_HINT) -> Plan:
     if vm:
         nm.check_vm(vm)
     plan = Plan()
@@ -285,7 +316,7 @@ def plan_sync(w: World, vm: Optional[str], targets, rates: dmtables.Rates = dmta
                 else:
                     plan.failures.append(
                         f"{label}: KVM {d.problem}; not retagging. Make room on the cluster "
-                        f"for {d.kvm}, then run `xen2kvm sync {vm_name} --repair -y`")
+                        f"for {d.kvm}, then run `{repair_hint.format(vm=vm_name)}`")
             elif d.phase == SYNCING:
                 plan.notes.append(f"{label}: syncing {st.percent:.1f}% ({st.done}/{st.total} "
                                   f"sectors, {st.action})")

@@ -8,9 +8,10 @@ import logging
 import os
 import shlex
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
-from typing import Deque, Optional, Sequence
+from typing import Callable, Deque, Optional, Sequence
 
 from . import interrupts
 from .errors import CommandFailed, HelperFailed
@@ -50,6 +51,8 @@ class Runner:
         self.default_timeout = default_timeout
         self.secrets = [s for s in secrets if s]
         self.recorder: Deque[CommandResult] = collections.deque(maxlen=32)
+        # where the helper's output goes, line by line (Ctx: the run's output and audit log)
+        self.helper_sink: Callable[[str], None] = lambda line: print(line, flush=True)
 
     def redact(self, text: str) -> str:
         for secret in self.secrets:
@@ -99,12 +102,56 @@ class Runner:
         return result
 
     def run_helper(self, argv: Sequence[str], path: str) -> None:
-        """The `-p` program on a device path; its failure stops the step with its last word."""
-        proc = self.run([*argv, path], check=False, timeout=3600)
+        """The `-p` program on a device path. Its stdout and stderr are shown as they come,
+        each line prefixed `[name] `; its failure stops the step with its last word."""
+        prefix = f"[{os.path.basename(argv[0])}] "
+        if type(self).run is Runner.run:
+            proc = self._stream([*argv, path], lambda line: self.helper_sink(prefix + line))
+        else:  # over SSH the output arrives when the helper has ended
+            proc = self.run([*argv, path], check=False, timeout=3600)
+            for line in (proc.stdout + proc.stderr).splitlines():
+                self.helper_sink(prefix + self.redact(line))
         if proc.rc != 0:
             raise HelperFailed(f"helper {argv[0]} exited {proc.rc}: "
-                               f"{proc.last_line('no error output')}; "
+                               f"{self.redact(proc.last_line('no error output'))}; "
                                "fix it and rerun the same command")
+
+    def _stream(self, argv: Sequence[str], emit: Callable[[str], None],
+                timeout: float = 3600.0) -> CommandResult:
+        """Run argv locally, handing each line of stdout and stderr to `emit` as it comes."""
+        argv = tuple(str(a) for a in argv)
+        log.info("Running: %s", self.redact(shlex.join(argv)))
+        start, kept, lock = time.monotonic(), {1: [], 2: []}, threading.Lock()
+        try:
+            proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True,
+                                    env=dict(clean_environment(self.secrets), LC_ALL="C"),
+                                    start_new_session=True)
+        except FileNotFoundError:
+            return self._finish(CommandResult(argv, 127, "", f"{argv[0]}: command not found",
+                                              0.0), False)
+
+        def pump(pipe, fd: int) -> None:
+            for line in pipe:
+                kept[fd].append(line)
+                with lock:  # one whole line at a time from either pipe
+                    emit(self.redact(line.rstrip("\n")))
+
+        pumps = [threading.Thread(target=pump, args=(p, fd), daemon=True)
+                 for p, fd in ((proc.stdout, 1), (proc.stderr, 2))]
+        for t in pumps:
+            t.start()
+        try:
+            rc = proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            rc = 124
+            kept[2].append(f"timed out after {timeout}s\n")
+        for t in pumps:  # a child the helper left behind may hold its pipes open
+            t.join(5.0)
+        return self._finish(CommandResult(argv, rc, "".join(kept[1]), "".join(kept[2]),
+                                          time.monotonic() - start), False)
 
     def dump(self) -> None:
         for r in self.recorder:

@@ -47,6 +47,10 @@ def add_parser(sub) -> None:
     c.add_argument("k", type=int)
     c = s.add_parser("kernel", help="set the raid target version a host reports")
     c.add_argument("raid_version")
+    # operator completeness: the placement group's raw capacity (VolumeTemplatesStatus)
+    c = s.add_parser("capacity", help="show or set the cluster's raw capacity")
+    c.add_argument("size", nargs="?", help="total raw bytes (K, M, G, T suffixes)")
+    c.add_argument("--free", help="set the capacity so that this much is free now")
 
 
 def seeded(seed: int, length: int) -> bytes:
@@ -183,6 +187,15 @@ def show(ctx: Ctx, as_json: bool) -> int:
     return 0
 
 
+def _capacity(ctx: Ctx, cluster, size, free) -> int:
+    if size or free:
+        cluster.capacity = parse_size(size) if size else cluster.used_bytes() + parse_size(free)
+        cluster.generation += 1
+    used = cluster.used_bytes()
+    ctx.say(f"capacity {cluster.capacity} bytes, used {used}, free {cluster.capacity - used}")
+    return 0
+
+
 def dispatch(ctx: Ctx, args) -> int:
     cluster = _fake(ctx)
     cmd = args.sim
@@ -216,6 +229,8 @@ def dispatch(ctx: Ctx, args) -> int:
         cluster.volumes[args.volume].failing = cmd == "fail-volume"
         cluster.generation += 1
         return 0
+    if cmd == "capacity":
+        return _capacity(ctx, cluster, args.size, args.free)
     if cmd == "fault":
         cluster.inject_fault(args.k)
         cluster.generation += 1

@@ -28,6 +28,7 @@ class FakeBackends:
         self.storage = FakeStorage(self.cluster)
         self.host = self.host_named(host or DEFAULT_HOST)
         self.lock_dir = self.state_dir
+        self.audit_path = self.state_dir / "audit.jsonl"  # operator completeness: its audit log
 
     def host_named(self, name: str) -> FakeHost:
         return FakeHost(self.cluster, name, self.runner)

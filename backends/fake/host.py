@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import struct
 import tempfile
+import time
 from typing import Optional, Sequence
 
 from xen2kvm import dmtables, naming
@@ -299,6 +300,11 @@ class FakeHost:
         vol.store = store
 
     def sleep(self, seconds: float) -> None:
+        # operator completeness: XEN2KVM_FAKE_PACE real seconds per virtual second let a
+        # rehearsal (and the live view's test) watch a resync happen; 0, the default, is instant
+        pace = float(os.environ.get("XEN2KVM_FAKE_PACE") or 0)
+        if pace > 0:
+            time.sleep(seconds * pace)
         self.c.generation += 1
         self.c.clock += seconds
         for host in self.c.hosts:

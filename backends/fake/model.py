@@ -21,6 +21,9 @@ STATE_FILE = "cluster.pickle"
 DEFAULT_SYSCTL = {"dev.raid.speed_limit_min": 1000, "dev.raid.speed_limit_max": 200000}
 RAID_VERSION = (1, 15, 1)
 LINEAR_VERSION = (1, 4, 0)
+# operator completeness: the one template and placement group of the fake, its raw capacity
+TEMPLATE, PLACEMENT, REPLICATION = "default", "default", 3
+DEFAULT_CAPACITY = 100 * 1024 ** 4
 
 
 @dataclass
@@ -93,6 +96,7 @@ class Cluster:
     fault_at: Optional[int] = None
     mutations: int = 0
     generation: int = 0
+    capacity: int = DEFAULT_CAPACITY  # raw bytes of the placement group (`sim capacity`)
 
     def host(self, name: str) -> HostState:
         if name not in self.hosts:
@@ -112,6 +116,12 @@ class Cluster:
             self.generation += 1  # the spent fault must be saved
             raise InjectedFault(call, k)
         self.generation += 1
+
+    def used_bytes(self) -> int:
+        """Raw bytes stored: every distinct chunk once per copy (clones share their parent's
+        chunks until written, as StorPool's copy-on-write clones do)."""
+        chunks = {id(c): len(c) for v in self.volumes.values() for c in v.store.chunks.values()}
+        return sum(chunks.values()) * REPLICATION
 
     def inject_fault(self, k: int) -> None:
         """Fail the k-th mutating call from now on (1 = the next one)."""

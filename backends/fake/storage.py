@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Mapping, Optional
 
 from xen2kvm import naming
-from xen2kvm.backend import Snapshot, Volume
+from xen2kvm.backend import Snapshot, TemplateSpace, Volume
 from xen2kvm.errors import BackendError
 
-from .model import Cluster, FakeSnapshot, FakeVolume
+from .model import PLACEMENT, REPLICATION, TEMPLATE, Cluster, FakeSnapshot, FakeVolume
 
 
 def _err(name: str, descr: str) -> BackendError:
@@ -30,6 +30,11 @@ class FakeStorage:
     def list_snapshots(self) -> list[Snapshot]:
         return [Snapshot(s.name, s.size_bytes, dict(s.tags))
                 for s in sorted(self.c.snapshots.values(), key=lambda s: s.name)]
+
+    def template_space(self) -> list[TemplateSpace]:
+        free = max(self.c.capacity - self.c.used_bytes(), 0)
+        return [TemplateSpace(TEMPLATE, REPLICATION, PLACEMENT, PLACEMENT, "",
+                              {PLACEMENT: free}, {PLACEMENT: self.c.capacity})]
 
     # rules -------------------------------------------------------------------------------
     def _get(self, name: str, kind: str = "volume") -> FakeVolume | FakeSnapshot:

@@ -41,6 +41,8 @@ READS = {"VolumesList", "Volume", "AttachmentsList", "VolumeGetInfo", "Snapshots
          "Snapshot"}
 SNAP_NAME_RE = re.compile(r"^\*?[A-Za-z0-9_\-.:@]+$")
 MAX_BODY = 16 << 20
+READS.add("VolumeTemplatesStatus")
+DEFAULT_CAPACITY = 100 * 1024 ** 4  # raw bytes of the one placement group, "default"
 
 
 class ApiFailure(Exception):
@@ -133,8 +135,10 @@ class Devices:
 
 
 class Emulator:
-    def __init__(self, data: Path, token: str, dev_root: Path, use_loop: Optional[bool] = None):
+    def __init__(self, data: Path, token: str, dev_root: Path, use_loop: Optional[bool] = None,
+                 capacity: int = DEFAULT_CAPACITY):
         self.data = Path(data)
+        self.capacity = capacity  # raw bytes; the free space is what the volume files leave
         self.data.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.token = token
         self.devices = Devices(dev_root, use_loop)
@@ -284,6 +288,22 @@ class Emulator:
         return [{"volume": v, "snapshot": False, "client": c, "rights": r, "pos": 0}
                 for v, clients in sorted(self.attachments.items())
                 for c, r in sorted(clients.items())]
+
+    def used_bytes(self) -> int:
+        """Raw bytes stored: the volume files' allocated blocks, three copies each."""
+        return 3 * sum(os.stat(self.path(n)).st_blocks * 512 for n in self.volumes)
+
+    def do_VolumeTemplatesStatus(self) -> list:
+        """One template on one placement group (operator completeness: the capacity check)."""
+        free = max(self.capacity - self.used_bytes(), 0)
+        est = {"free": free // 3, "capacity": self.capacity // 3}
+        group = {f"{k}Place{p}": v for k, v in (("available", free), ("capacity", self.capacity))
+                 for p in ("All", "Tail")}
+        return [{"name": "default", "placeAll": "default", "placeTail": "default",
+                 "placeHead": "", "replication": 3, "volumesCount": len(self.volumes),
+                 "snapshotsCount": 0, "removingSnapshotsCount": 0, **group,
+                 "availablePlaceHead": 0, "capacityPlaceHead": 0,
+                 "stored": {**est, "placeAll": est, "placeTail": est, "placeHead": est}}]
 
     def do_VolumeCreate(self, body: dict) -> dict:
         name = body.get("name")
@@ -594,10 +614,12 @@ def main(argv=None) -> int:
     p.add_argument("--token-file", help="file holding the API token (default: $SP_AUTH_TOKEN)")
     p.add_argument("--token", help=argparse.SUPPRESS)  # deprecated: visible in `ps`
     p.add_argument("--dev-root", default="/dev", help="devices appear in DEV_ROOT/storpool/")
+    p.add_argument("--capacity", type=int, default=DEFAULT_CAPACITY,
+                   help="raw bytes of the placement group (VolumeTemplatesStatus)")
     args = p.parse_args(argv)
     host, _, port = args.listen.rpartition(":")
     os.umask(0o077)  # volume images and state: the owner's only
-    emu = Emulator(Path(args.data), _token(args), Path(args.dev_root))
+    emu = Emulator(Path(args.data), _token(args), Path(args.dev_root), capacity=args.capacity)
     server = serve(emu, host or "127.0.0.1", int(port))
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):  # a kill must not leave loop devices behind

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any, Callable, Mapping, Optional
 
-from xen2kvm.backend import Snapshot, Volume
+from xen2kvm.backend import Snapshot, TemplateSpace, Volume
 from xen2kvm.errors import BackendError
 
 from .client import Client, SharedLists
@@ -54,6 +54,11 @@ class StorPoolStorage:
                 by_volume.setdefault(att["volume"], []).append(self.host_label(att["client"]))
         return [replace(v, attached=tuple(sorted(by_volume[v.name]))) if v.name in by_volume
                 else v for v in vols]
+
+    def template_space(self) -> list[TemplateSpace]:
+        """Operator completeness (capacity check): VolumeTemplatesStatus, one call."""
+        return [_template(t) for t in
+                self._read("templates", lambda: self.client.call("volumeTemplatesStatus"))]
 
     def get(self, name: str) -> Optional[Volume]:
         try:
@@ -190,3 +195,14 @@ class StorPoolStorage:
             return
         self._reassign({"volume": name, "detach": sorted(targets)},
                        lambda: not (self._attached(name) & targets))
+
+
+def _template(raw: dict) -> TemplateSpace:
+    """A VolumeTemplateStatusDesc: per placement group `availablePlace*`/`capacityPlace*`;
+    a template without a replication of its own ("-") is counted at StorPool's default, 3."""
+    places = {k: raw.get(f"place{k}") or "" for k in ("All", "Tail", "Head")}
+    free = {g: int(raw.get(f"availablePlace{k}") or 0) for k, g in places.items() if g}
+    cap = {g: int(raw.get(f"capacityPlace{k}") or 0) for k, g in places.items() if g}
+    rep = raw.get("replication")
+    return TemplateSpace(raw["name"], rep if isinstance(rep, int) else 3, places["All"],
+                         places["Tail"], places["Head"], free, cap)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -45,6 +46,12 @@ def test_on_the_fake_backend(fake_rig, tmp_path):
     r = rig.ok(f"xen2kvmDisk -y -x xd -k kd -p {HELPER}")
     assert f"{HELPER} /dev/storpool/xen-xd" in r.out
     _check(tmp_path, rig.read_volume("xen-xd", 0, len(img)), rig.read_volume("xd", 0, len(img)))
+    # operator completeness: the helper's diff reaches the operator and the audit record
+    shown = [x for x in r.out.splitlines() if x.startswith("[xen2kvm-guest] ")]
+    assert "[xen2kvm-guest] --- a/etc/fstab" in shown
+    assert any(x.startswith(f"[xen2kvm-guest] +UUID={UUID}") for x in shown), shown
+    rec = json.loads((rig.state / "audit.jsonl").read_text().splitlines()[-1])
+    assert rec["output"] == shown
 
 
 @pytest.mark.lab
