@@ -66,7 +66,7 @@ def test_case1_recovery_point_comes_before_the_tag_and_the_rename():
 
 
 def test_names_too_long_for_a_recovery_point_are_refused_before_any_change():
-    long = "c" * 70  # the clone's tags fit, the recovery point's do not
+    long = "c" * 52  # the clone's tags fit, the recovery point's do not
     w = world(Volume("ldisk", 16 * M), Volume(long, 16 * M))
     with pytest.raises(PlanError, match="could not record what abort needs.*over StorPool"):
         plans.plan_prepare(w, "ldisk", long, 32)
