@@ -43,6 +43,13 @@ def _rates(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-rate", type=int, metavar="KIB", help="per-array max_recovery_rate")
 
 
+def _adaptive(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--adaptive", action="store_true",
+                   help="steer the resync rate from the guests' write latency (with --wait -y)")
+    p.add_argument("--latency-target", type=float, metavar="MS",
+                   help="mean write latency to keep (default: 1.5 x the guest's idle latency)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="xen2kvm", description="Move OnApp VM disks from XEN to KVM on StorPool.")
     p.add_argument("--version", action="version", version=f"xen2kvm {__version__}")
@@ -74,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--repair", action="store_true", help="rebuild a failed KVM leg")
     c.add_argument("--wait", action="store_true", help="poll until in sync (with -y)")
     c.add_argument("--interval", type=float, default=1.0)
+    _adaptive(c)
     _yes(c)
     c = sub.add_parser("cleanup", help="delete the clones and metadata of migrated disks")
     c.add_argument("vm", nargs="?")
@@ -103,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--parallel", type=int, default=8)
     c.add_argument("--json", action="store_true")
     _rates(c)
+    _adaptive(c)
     _yes(c)
     c = sub.add_parser("demo", help="rehearse both cases on an embedded fake cluster")
     c.add_argument("--keep", metavar="DIR", help="leave the cluster state in DIR")
@@ -114,6 +123,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _rates_of(args) -> dmtables.Rates:
     return dmtables.Rates(getattr(args, "min_rate", None), getattr(args, "max_rate", None))
+
+
+def _controller(args, needs_wait: bool = True):
+    """The adaptive throttle's controller the options ask for, or None."""
+    from .throttle import Controller
+
+    if not getattr(args, "adaptive", False):
+        if getattr(args, "latency_target", None) is not None:
+            raise UsageError("--latency-target goes with --adaptive")
+        return None
+    if needs_wait and not args.wait:
+        raise UsageError("--adaptive steers while it waits: add --wait")
+    if args.latency_target is not None and args.latency_target <= 0:
+        raise UsageError("--latency-target must be a positive number of milliseconds")
+    return Controller(target_ms=args.latency_target)
 
 
 def dispatch(ctx: Ctx, args) -> int:
@@ -131,7 +155,7 @@ def dispatch(ctx: Ctx, args) -> int:
         return commands.release(ctx, args.vm)
     if cmd == "sync":
         return commands.sync(ctx, args.vm, _rates_of(args), args.repair, args.wait,
-                             args.interval)
+                             args.interval, adaptive=_controller(args))
     if cmd == "cleanup":
         return commands.cleanup(ctx, args.vm)
     if cmd == "status":

@@ -5,14 +5,15 @@ from __future__ import annotations
 import json
 from typing import Optional, Sequence
 
-from . import dmtables, mbr, plans
+from . import dmtables, mbr, plans, steering
 from . import naming as nm
 from .context import Ctx
-from .errors import PlanError, VerifyMismatch
+from .errors import PlanError, UsageError, VerifyMismatch
+from .steering import SPEED_MAX, SPEED_MIN
 from .steps import Attach, Detach, SysctlSet
+from .throttle import Controller
 from .units import SECTOR
 
-SPEED_MIN, SPEED_MAX = "dev.raid.speed_limit_min", "dev.raid.speed_limit_max"
 KERNEL_DEFAULTS = {SPEED_MIN: 1000, SPEED_MAX: 200000}
 
 
@@ -30,8 +31,29 @@ def assemble(ctx: Ctx, vm: str, disks: Sequence[str], rates=dmtables.NO_RATES) -
 
 
 def sync(ctx: Ctx, vm: Optional[str], rates=dmtables.NO_RATES, repair: bool = False,
-         wait: bool = False, interval: float = 1.0, timeout: float = 86400.0) -> int:
+         wait: bool = False, interval: float = 1.0, timeout: float = 86400.0,
+         adaptive: Optional[Controller] = None) -> int:
+    ctx.run(steering.leftover_plan(ctx.host))
+    if adaptive is None:
+        return _sync(ctx, vm, rates, repair, wait, interval, timeout)
+    if rates != dmtables.NO_RATES:
+        raise UsageError("--adaptive steers the resync rate itself: drop --min-rate/--max-rate")
+    for name in steering.unsteerable(ctx.world(), vm):
+        ctx.say(f"note: {name} has its own rate in its table; the adaptive throttle cannot "
+                "steer it (reassemble it without --min-rate/--max-rate)")
+    if not (wait and ctx.opts.yes):
+        ctx.say("# with --wait -y the adaptive throttle steers dev.raid.speed_limit_min/max "
+                "and restores them at the end")
+        return _sync(ctx, vm, rates, repair, wait, interval, timeout)
+    with steering.Steering(ctx, adaptive) as steer:
+        return _sync(ctx, vm, rates, repair, wait, interval, timeout, steer)
+
+
+def _sync(ctx: Ctx, vm: Optional[str], rates, repair: bool, wait: bool, interval: float,
+          timeout: float, steer: Optional[steering.Steering] = None) -> int:
     waited = 0.0
+    if steer:  # the guest's own latency, before the copy starts (or with it paused)
+        steer.baseline([n for _, _, n in ctx.world().vm_devices(vm)], interval)
     while True:
         w = ctx.world()
         plan = plans.plan_sync(w, vm, ctx.host.dm_targets(), rates, repair)
@@ -43,7 +65,10 @@ def sync(ctx: Ctx, vm: Optional[str], rates=dmtables.NO_RATES, repair: bool = Fa
             return rc
         if waited >= timeout:
             raise PlanError(f"the resync did not finish within {timeout:.0f}s; run sync again")
-        ctx.host.sleep(interval)
+        if steer:
+            steer.run([n for _, _, n in w.vm_devices(vm)], interval)
+        else:
+            ctx.host.sleep(interval)
         waited += interval
 
 
@@ -116,6 +141,7 @@ def verify(ctx: Ctx, xen_id: str, kvm_id: str) -> int:
 
 
 def tune(ctx: Ctx, min_kib: Optional[int], max_kib: Optional[int], reset: bool) -> int:
+    ctx.run(steering.leftover_plan(ctx.host))
     want = dict(KERNEL_DEFAULTS) if reset else {}
     if min_kib is not None:
         want[SPEED_MIN] = min_kib

@@ -17,6 +17,7 @@ from typing import Callable, Optional, Sequence
 from xen2kvm.dmstatus import parse_targets
 from xen2kvm.errors import DeviceError
 from xen2kvm.process import CommandResult, Runner
+from xen2kvm.throttle import IoCounters, parse_stat
 
 DEVNUM = re.compile(r"^\d+:\d+$")
 NO_DM = "Failure to communicate with kernel device-mapper driver"
@@ -50,13 +51,15 @@ def parse_dm_info(text: str) -> dict[str, str]:
 class LocalHost:
     def __init__(self, name: str, runner: Runner, dev_root: str = "/dev",
                  proc_sys: str = "/proc/sys", sleep: Callable[[float], None] = time.sleep,
-                 device_wait: float = 30.0):
+                 device_wait: float = 30.0, note_dir: str = "/run/lock/xen2kvm"):
         self.name = name
         self.runner = runner
         self.dev_root = Path(dev_root)
         self.proc_sys = Path(proc_sys)
         self._sleep = sleep
         self.device_wait = device_wait
+        self.sys_root = Path("/sys")
+        self.note_dir = Path(note_dir)
         os.environ.setdefault("DM_DISABLE_UDEV", "1")
 
     # block devices -------------------------------------------------------------------------
@@ -193,6 +196,36 @@ class LocalHost:
             self._sysctl(key).write_text(f"{int(value)}\n")
         except OSError as exc:
             raise DeviceError("EACCES", f"sysctl {key}={value}: {exc.strerror}") from None
+
+    def dm_io(self, names: Sequence[str]) -> dict[str, IoCounters]:
+        out = {}
+        for name in names:
+            try:
+                rdev = os.stat(f"/dev/mapper/{name}").st_rdev
+                stat = self.sys_root / "dev/block" / f"{os.major(rdev)}:{os.minor(rdev)}/stat"
+                out[name] = parse_stat(stat.read_text())
+            except OSError as exc:
+                raise DeviceError("ENOENT", f"I/O counters of {name}: {exc.strerror}") from None
+        return out
+
+    def note_get(self, name: str) -> Optional[str]:
+        try:
+            return (self.note_dir / name).read_text()
+        except FileNotFoundError:
+            return None
+
+    def note_set(self, name: str, text: Optional[str]) -> None:
+        path = self.note_dir / name
+        if text is None:
+            path.unlink(missing_ok=True)
+            return
+        self.note_dir.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
 
     def run_helper(self, argv: Sequence[str], volume: str) -> None:
         path = self.device_path(volume)

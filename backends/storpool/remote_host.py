@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import base64
 import re
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 from xen2kvm.errors import DeviceError, LockBusy
 from xen2kvm.process import CommandResult
+from xen2kvm.throttle import IoCounters, parse_stat
 
 from .host import DM_INFO, LocalHost, parse_dm_info
 
@@ -33,6 +34,10 @@ SNAPSHOT = ('d="$1"; shift; sep=$(printf "\\036x2k"); '
 LOCK = ('mkdir -p "$1" && exec 9>>"$1/xen2kvm.lock" || exit 1; flock -n 9; r=$?; '
         'case $r in 0) ;; 1) exit 75 ;; *) exit "$r" ;; esac; echo locked; exec cat >/dev/null')
 LOCK_BUSY = 75
+# $@ = dm device names; one stat line each, in order (a missing device stops it non-zero)
+DM_IO = ('for n; do m=$(dmsetup info -c --noheadings -o major,minor --separator : "$n") '
+         '&& read -r l < "/sys/dev/block/$m/stat" && echo "$l" || exit 1; done')
+NOTE_SET = 'mkdir -p "$1" && cat > "$1/$2.tmp" && mv -f "$1/$2.tmp" "$1/$2"'
 SECTION = re.compile("^" + SEP + r" (\d+)\n", re.M)
 
 
@@ -122,3 +127,27 @@ class RemoteHost(LocalHost):
         if res.rc != 0:
             raise DeviceError("EACCES", f"sysctl {key}={value} on {self.name}: "
                                         f"{res.stderr.strip()}")
+
+    def dm_io(self, names: Sequence[str]) -> dict[str, IoCounters]:
+        res = self._sh(DM_IO, *names)
+        lines = res.stdout.splitlines()
+        if res.rc != 0 or len(lines) != len(names):
+            raise DeviceError("ENOENT", f"I/O counters of {', '.join(names)} on {self.name}: "
+                                        f"{res.last_line(f'exit {res.rc}')}")
+        return {n: parse_stat(line) for n, line in zip(names, lines)}
+
+    def note_get(self, name: str) -> Optional[str]:
+        res = self.runner.run(["cat", str(self.note_dir / name)], check=False)
+        if res.rc != 0 and "No such file" not in res.stderr:
+            raise DeviceError("EIO", f"reading {self.note_dir / name} on {self.name}: "
+                                     f"{res.last_line(f'exit {res.rc}')}")
+        return res.stdout if res.rc == 0 else None
+
+    def note_set(self, name: str, text: Optional[str]) -> None:
+        if text is None:
+            res = self.runner.run(["rm", "-f", str(self.note_dir / name)], check=False)
+        else:
+            res = self._sh(NOTE_SET, str(self.note_dir), name, input=text)
+        if res.rc != 0:
+            raise DeviceError("EIO", f"writing {self.note_dir / name} on {self.name}: "
+                                     f"{res.last_line(f'exit {res.rc}')}")
