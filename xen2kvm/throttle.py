@@ -56,7 +56,7 @@ class Controller:
     ceiling: int = UNTHROTTLED_KIB
     factor: float = 1.5
     baseline_intervals: int = 3
-    start: Optional[int] = None  # first steered rate (default: a sixteenth of the ceiling)
+    start: Optional[int] = None  # first steered rate (default: 1/64 of the ceiling)
     rate: int = 0
     phase: str = "baseline"
     idle_ms: Optional[float] = None
@@ -94,7 +94,7 @@ class Controller:
         if self._samples:
             self.idle_ms = statistics.median(self._samples)
         self.phase = "steer"
-        self.rate = self._clamp(self.start or self.ceiling // 16) if self._samples \
+        self.rate = self._clamp(self.start or self.ceiling // 64) if self._samples \
             else self.ceiling
 
     def _pause(self) -> None:
@@ -104,7 +104,7 @@ class Controller:
     def _gain(ratio: float) -> float:
         """Rate multiplier for latency / target."""
         if ratio > 1.0:
-            return max(0.25, min(0.9, 1.0 / ratio))
+            return max(0.25, min(0.9, 1.0 / ratio ** 2))  # latency grows faster than rate
         if ratio < 0.5:
             return 2.0
         if ratio < 0.8:

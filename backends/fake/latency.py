@@ -10,6 +10,7 @@ it reads a real host. Everything moves on the virtual clock: deterministic, no s
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Optional
 
 from xen2kvm.throttle import IoCounters
 
@@ -29,8 +30,8 @@ class GuestIo:
     schedule: list[tuple[float, float]] = field(default_factory=list)  # (from clock, writes/s)
     writes: float = 0.0
     write_ms: float = 0.0
-    history: list[tuple[float, float, float]] = field(default_factory=list)
-    # (clock, resync KiB/s, write latency ms) of every interval with writes
+    history: list[tuple[float, float, Optional[float]]] = field(default_factory=list)
+    # (clock, resync KiB/s, write latency ms or None without writes) of every interval
 
     def plan(self, at: float, iops: float) -> None:
         """From virtual time `at` on, the guest writes `iops` blocks per second."""
@@ -52,9 +53,8 @@ class GuestIo:
                        *(s for s, _ in self.schedule if start < s < start + seconds)})
         for lo, hi in zip(cuts, cuts[1:]):
             iops = self.iops_at(lo)
-            if iops <= 0:
-                continue
-            lat = latency_ms(resync_kib, iops)
-            self.writes += iops * (hi - lo)
-            self.write_ms += iops * (hi - lo) * lat
+            lat = latency_ms(resync_kib, iops) if iops > 0 else None
+            if lat is not None:
+                self.writes += iops * (hi - lo)
+                self.write_ms += iops * (hi - lo) * lat
             self.history.append((lo, resync_kib, lat))

@@ -33,7 +33,7 @@ def test_baseline_learns_the_idle_latency_at_the_floor_then_aims_at_factor_times
     assert [r for r, _ in trace] == [KERNEL_MIN_KIB] * 3
     assert ctl.idle_ms == pytest.approx(latency_ms(KERNEL_MIN_KIB, 2000))
     assert ctl.target == pytest.approx(1.5 * ctl.idle_ms)
-    assert ctl.phase == "steer" and ctl.rate == UNTHROTTLED_KIB // 16
+    assert ctl.phase == "steer" and ctl.rate == UNTHROTTLED_KIB // 64
 
 
 def test_steady_load_settles_near_the_target_and_keeps_copying():
