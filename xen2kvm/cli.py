@@ -12,6 +12,7 @@ from typing import Callable, Optional, Sequence
 from . import __version__, commands, dmtables
 from .context import Ctx, Options
 from .errors import UsageError, Xen2KvmError
+from .units import parse_size
 
 N_DOS, N_ALIGNED = 32, 2048
 
@@ -96,6 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--min", type=int, dest="min_kib")
     c.add_argument("--max", type=int, dest="max_kib")
     c.add_argument("--reset", action="store_true", help="back to the kernel defaults")
+    c.add_argument("--sweep", action="store_true",
+                   help="time a scratch resync at a few static settings and print the best")
+    c.add_argument("--size", default="256M", help="--sweep: the scratch raid1's size")
+    c.add_argument("--scratch", default="/var/tmp", metavar="DIR",
+                   help="--sweep: folder for the scratch loop devices' files")
     _yes(c)
     c = sub.add_parser("fleet", help="sync, status or release across many KVM hosts over SSH")
     c.add_argument("action", choices=("sync", "status", "release"))
@@ -162,6 +168,12 @@ def dispatch(ctx: Ctx, args) -> int:
         return commands.status(ctx, args.vm, args.json)
     if cmd == "verify":
         return commands.verify(ctx, args.xen, args.kvm)
+    if cmd == "tune" and args.sweep:
+        from . import sweep
+
+        if args.min_kib is not None or args.max_kib is not None or args.reset:
+            raise UsageError("tune --sweep sets nothing: drop --min/--max/--reset")
+        return sweep.sweep(ctx, args.scratch, parse_size(args.size))
     if cmd == "tune":
         return commands.tune(ctx, args.min_kib, args.max_kib, args.reset)
     from . import sim

@@ -77,22 +77,21 @@ def unsteerable(w, vm: Optional[str]) -> list[str]:
     return out
 
 
-class Steering:
-    """`with Steering(ctx, controller):` the limits belong to the controller inside."""
+class HeldLimits:
+    """`with HeldLimits(ctx):` the resync sysctls may change inside; the operator's come back."""
 
-    def __init__(self, ctx, controller: Controller):
-        self.ctx, self.host, self.ctl = ctx, ctx.host, controller
+    def __init__(self, ctx):
+        self.ctx, self.host = ctx, ctx.host
         self.saved: dict[str, int] = {}
-        self.last: dict[str, IoCounters] = {}
         self._sigterm = None
 
-    def __enter__(self) -> Steering:
+    def __enter__(self):
         self.saved = read_limits(self.host)
         self.host.note_set(NOTE, json.dumps(self.saved))
         if threading.current_thread() is threading.main_thread():
             self._sigterm = signal.signal(signal.SIGTERM, _interrupt)
-        self.ctx.say(f"adaptive throttle on {self.host.name}: {SPEED_MIN}={self.saved[SPEED_MIN]}"
-                     f" {SPEED_MAX}={self.saved[SPEED_MAX]} come back at the end")
+        self.ctx.say(f"{self.host.name}: {SPEED_MIN}={self.saved[SPEED_MIN]} "
+                     f"{SPEED_MAX}={self.saved[SPEED_MAX]} come back at the end")
         return self
 
     def __exit__(self, *exc) -> None:
@@ -103,13 +102,22 @@ class Steering:
         finally:
             if self._sigterm is not None:
                 signal.signal(signal.SIGTERM, self._sigterm)
-        self.ctx.say(f"adaptive throttle: {SPEED_MIN}={self.saved[SPEED_MIN]} "
+        self.ctx.say(f"{self.host.name}: {SPEED_MIN}={self.saved[SPEED_MIN]} "
                      f"{SPEED_MAX}={self.saved[SPEED_MAX]} restored")
 
-    def set_rate(self, rate: int) -> None:
-        want = {SPEED_MIN: rate, SPEED_MAX: rate}
+    def set_rate(self, rate: int, low: Optional[int] = None) -> None:
+        want = {SPEED_MIN: rate if low is None else low, SPEED_MAX: rate}
         for step in restore_steps(read_limits(self.host), want):
             step.apply(self.ctx)
+
+
+class Steering(HeldLimits):
+    """The controller owns the limits inside the `with`."""
+
+    def __init__(self, ctx, controller: Controller):
+        super().__init__(ctx)
+        self.ctl = controller
+        self.last: dict[str, IoCounters] = {}
 
     def sample(self, devices: Sequence[str]) -> Optional[float]:
         """Mean write latency over all the devices since the last call (None: no writes)."""

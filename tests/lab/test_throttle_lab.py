@@ -131,3 +131,24 @@ def test_after_a_kill_9_the_next_run_restores_the_limits(lab_rig):
     assert rig.sysctl("dev.raid.speed_limit_max") == 1000  # a dry-run changes nothing
     rig.ok("xen2kvm sync kvm -y")
     _as_the_operator_left_it(rig)
+
+
+def test_tune_sweep_prints_the_fastest_setting_and_leaves_the_host_unchanged(lab_rig, tmp_path):
+    rig = lab_rig
+    for key, value in OPERATOR.items():
+        rig.host.sysctl_set(key, value)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    loops = subprocess.run(["losetup", "-a"], capture_output=True, text=True).stdout
+    dry = rig.ok(f"xen2kvm tune --sweep --scratch {scratch} --size 64M")
+    assert "dry-run" in dry.out and not os.listdir(scratch)
+    r = rig.ok(f"xen2kvm tune --sweep --scratch {scratch} --size 64M -y")
+    times = {line.split()[0]: float(line.split()[-2]) for line in r.out.splitlines()
+             if line.startswith("  min=")}
+    assert len(times) == 4, r.out
+    fastest = min(times, key=times.get)
+    assert f"best: {fastest} " in r.out
+    assert {k: rig.sysctl(k) for k in OPERATOR} == OPERATOR
+    assert not os.listdir(scratch) and "x2k-sweep" not in rig.dm_tables()
+    assert subprocess.run(["losetup", "-a"], capture_output=True, text=True).stdout == loops
+    assert not (rig.tmp / "lock" / "speed-limits.json").exists()
