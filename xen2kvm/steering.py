@@ -21,6 +21,7 @@ import threading
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
+from . import naming as nm
 from .dmtables import parse_raid
 from .plans import Plan
 from .steps import Step, SysctlSet
@@ -43,6 +44,20 @@ class ForgetLimits(Step):
         ctx.host.note_set(NOTE, None)
 
 
+@dataclass(frozen=True)
+class StopStats(Step):
+    """The dm statistics regions the throttle read its latencies from go."""
+
+    names: tuple[str, ...]
+
+    def render(self) -> str:
+        return "\n".join(f"dmsetup message {n} 0 '@stats_delete ID'  # each ID that "
+                         f"'@stats_list xen2kvm' lists" for n in self.names)
+
+    def apply(self, ctx) -> None:
+        ctx.host.dm_io_stop(list(self.names))
+
+
 def restore_steps(current: dict[str, int], saved: dict[str, int]) -> list[Step]:
     """Back to `saved`, min never above max on the way."""
     order = (SPEED_MIN, SPEED_MAX) if saved[SPEED_MIN] <= current[SPEED_MAX] \
@@ -63,6 +78,9 @@ def leftover_plan(host) -> Plan:
     plan = Plan(restore_steps(read_limits(host), saved), [
         f"{host.name}: an adaptive sync was interrupted before it restored the resync limits; "
         f"back to the operator's {SPEED_MIN}={saved[SPEED_MIN]} {SPEED_MAX}={saved[SPEED_MAX]}"])
+    ours = tuple(n for n in host.dm_tables() if (p := nm.parse_dm_name(n)) and not p[2])
+    if ours:
+        plan.add(StopStats(ours))
     plan.add(ForgetLimits(host.name))
     return plan
 
@@ -118,9 +136,17 @@ class Steering(HeldLimits):
         super().__init__(ctx)
         self.ctl = controller
         self.last: dict[str, IoCounters] = {}
+        self.watched: set[str] = set()
+
+    def __exit__(self, *exc) -> None:
+        try:
+            self.host.dm_io_stop(sorted(self.watched))
+        finally:
+            super().__exit__(*exc)
 
     def sample(self, devices: Sequence[str]) -> Optional[float]:
         """Mean write latency over all the devices since the last call (None: no writes)."""
+        self.watched.update(devices)
         now = self.host.dm_io(devices) if devices else {}
         before = sum((self.last[n] for n in now if n in self.last), IoCounters())
         after = sum((c for n, c in now.items() if n in self.last), IoCounters())

@@ -85,7 +85,7 @@ def _time_one(host, dev: dict[str, str], size: int, timeout: float) -> float:
 
 def sweep(ctx, folder: str, size: int, settings=SETTINGS, timeout: float = 600.0) -> int:
     host = ctx.host
-    if not hasattr(host, "runner") or not hasattr(host, "sys_root"):
+    if not hasattr(host, "runner") or not hasattr(host, "dev_root"):
         raise PlanError("tune --sweep times the real kernel: run it on the KVM host")
     what = (f"time a resync of a {human(size)} scratch raid1 ({NAME}: loop devices on files in "
             f"{folder}) at " + ", ".join(Timing(lo, hi, 0).label() for lo, hi in settings))

@@ -275,6 +275,9 @@ class FakeHost:
             out[name] = dev.io.counters() if dev.io else IoCounters()
         return out
 
+    def dm_io_stop(self, names: Sequence[str]) -> None:
+        """The fake's counters need no statistics region."""
+
     def guest_load(self, name: str, iops: float, after: float = 0.0) -> None:
         """A modelled guest writes `iops` 4 KiB blocks per second through `name` from
         `after` seconds from now on."""

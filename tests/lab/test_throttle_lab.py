@@ -79,7 +79,8 @@ def _wait_for_steering(rig, proc, value: int, joined: bool = False) -> None:
     deadline = time.monotonic() + 60
     while rig.sysctl("dev.raid.speed_limit_max") != value or \
             (joined and len(parse_raid(rig.dm_tables()[RAID]).legs) != 2):
-        assert proc.poll() is None, proc.communicate()
+        if proc.poll() is not None:
+            pytest.fail("the sync ended before it was steered: " + "".join(proc.communicate()))
         assert time.monotonic() < deadline, "the throttle never steered the sysctl"
         time.sleep(0.05)
 
@@ -90,6 +91,9 @@ def _as_the_operator_left_it(rig) -> None:
     table = parse_raid(rig.dm_tables()[RAID])
     assert len(table.legs) == 2 and table.rate("max_recovery_rate") is None
     assert table.rate("min_recovery_rate") is None
+    regions = subprocess.run(["dmsetup", "message", RAID, "0", "@stats_list"],
+                             capture_output=True, text=True, check=True).stdout
+    assert regions.strip() == ""  # the latency counters' statistics region went too
 
 
 def test_a_finished_adaptive_sync_leaves_the_operator_limits(lab_rig):

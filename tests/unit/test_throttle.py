@@ -12,6 +12,7 @@ from xen2kvm.throttle import (
     Controller,
     IoCounters,
     mean_write_ms,
+    parse_dm_stats,
     parse_stat,
 )
 
@@ -94,6 +95,20 @@ def test_counters_give_the_mean_write_latency_of_an_interval():
     assert mean_write_ms(c, IoCounters(10, 5.0)) is None  # the device was recreated
     with pytest.raises(ValueError):
         parse_stat("1 2 3")
+
+
+def test_dm_statistics_lines_count_nanoseconds():
+    c = parse_dm_stats("0+131072 0 0 0 0 200 1 1600 819200 0 769280 769280 0 769280")
+    assert c == IoCounters(200, 0.8192)
+    with pytest.raises(ValueError):
+        parse_dm_stats("0 1 2 3 4 5 6 7 8")
+
+
+def test_a_target_the_guest_misses_even_without_a_copy_holds_the_floor():
+    for target in (0.0, IDLE_MS / 2):
+        ctl = Controller(target_ms=target)
+        trace = drive(ctl, [1000] * 12)
+        assert {r for r, _ in trace} == {KERNEL_MIN_KIB}
 
 
 def test_the_floor_must_be_positive_and_under_the_ceiling():
