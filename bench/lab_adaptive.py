@@ -152,7 +152,7 @@ def _adaptive(w: Writer, two: str, interval: float):
     said: list[str] = []
     ctx = SimpleNamespace(host=LocalHost("lab", Runner()), say=said.append)
     with Steering(ctx, Controller()) as steer:
-        steer.baseline(["b"], interval)  # the guest's idle latency, before the copy starts
+        steer.hold(["b"])  # as sync --adaptive: leg 1 joins with the copy held at the floor
         t0 = _join(two)
         next_step = t0 + interval
         while not in_sync():
@@ -220,10 +220,12 @@ def report(results: dict, best: str) -> None:
 
 
 def in_lab(args) -> int:
-    best, _ = sweep_best(args.size_mib)
+    best = "" if args.no_sweep else sweep_best(args.size_mib)[0]
     dev = setup(args.size_mib)
     total = args.size_mib * MIB // 512
     kinds = {"idle": "idle", **STATIC, "adaptive": "adaptive"}
+    if args.only:
+        kinds = {k: v for k, v in kinds.items() if k in args.only.split(",")}
     results: dict = {k: [] for k in kinds}
     for i in range(args.runs):
         for name, limits in kinds.items():
@@ -231,7 +233,8 @@ def in_lab(args) -> int:
             results[name].append(r)
             print(f"run {i + 1} {name:<22} p50 {r[0]:.3f} p99 {r[1]:.3f} ms, {r[2]} writes"
                   + (f", resync {r[3]:.2f} s" if r[3] else ""), flush=True)
-    report(results, best)
+    if len(kinds) > 2:
+        report(results, best)
     return 0
 
 
@@ -241,6 +244,8 @@ def main() -> int:
     p.add_argument("--size-mib", type=int, default=1024)
     p.add_argument("--iops", type=float, default=500.0)
     p.add_argument("--interval", type=float, default=0.1, help="the throttle's control interval")
+    p.add_argument("--only", help="comma-separated runs (names as printed), e.g. idle,adaptive")
+    p.add_argument("--no-sweep", action="store_true", help="skip tune --sweep")
     p.add_argument("--writer", nargs=3, metavar=("DEV", "IOPS", "OUT"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.writer:

@@ -188,8 +188,10 @@ def _fleet(opts: Options, args) -> int:
     if args.action == "release" and not args.vms:
         raise UsageError("fleet release needs the VMs to release")
     ssh = {"known_hosts": args.known_hosts, "accept_new_keys": args.accept_new_host_keys}
+    if args.adaptive and args.action != "sync":
+        raise UsageError("--adaptive goes with fleet sync")
     return fleet.run(opts, args.action, specs, args.vms, _rates_of(args), args.parallel,
-                     args.json, ssh)
+                     args.json, ssh, adaptive=_controller(args, needs_wait=False))
 
 
 def guarded(prog: str, body: Callable[[], int]) -> int:

@@ -32,7 +32,8 @@ def assemble(ctx: Ctx, vm: str, disks: Sequence[str], rates=dmtables.NO_RATES) -
 
 def sync(ctx: Ctx, vm: Optional[str], rates=dmtables.NO_RATES, repair: bool = False,
          wait: bool = False, interval: float = 1.0, timeout: float = 86400.0,
-         adaptive: Optional[Controller] = None) -> int:
+         adaptive: Optional[Controller] = None, stop=None) -> int:
+    """`stop` (a threading.Event) ends an adaptive wait from another thread (fleet Ctrl-C)."""
     ctx.run(steering.leftover_plan(ctx.host))
     if adaptive is None:
         return _sync(ctx, vm, rates, repair, wait, interval, timeout)
@@ -45,15 +46,15 @@ def sync(ctx: Ctx, vm: Optional[str], rates=dmtables.NO_RATES, repair: bool = Fa
         ctx.say("# with --wait -y the adaptive throttle steers dev.raid.speed_limit_min/max "
                 "and restores them at the end")
         return _sync(ctx, vm, rates, repair, wait, interval, timeout)
-    with steering.Steering(ctx, adaptive) as steer:
+    with steering.Steering(ctx, adaptive, stop) as steer:
         return _sync(ctx, vm, rates, repair, wait, interval, timeout, steer)
 
 
 def _sync(ctx: Ctx, vm: Optional[str], rates, repair: bool, wait: bool, interval: float,
           timeout: float, steer: Optional[steering.Steering] = None) -> int:
     waited = 0.0
-    if steer:  # the guest's own latency, before the copy starts (or with it paused)
-        steer.baseline([n for _, _, n in ctx.world().vm_devices(vm)], interval)
+    if steer:  # the copy joins held at the floor: the guest's own latency, two legs written
+        steer.hold([n for _, _, n in ctx.world().vm_devices(vm)])
     while True:
         w = ctx.world()
         plan = plans.plan_sync(w, vm, ctx.host.dm_targets(), rates, repair)

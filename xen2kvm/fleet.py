@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import concurrent.futures
 import configparser
+import copy
 import io
 import json
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Optional, Sequence
@@ -82,7 +84,7 @@ def _rows(ctx: Ctx, host: str) -> list[dict]:
 
 
 def _one(spec: HostSpec, opts: Options, action: str, vms: Sequence[str], rates,
-         ssh: dict, shared: SharedLists) -> HostResult:
+         ssh: dict, shared: SharedLists, adaptive=None, stop=None) -> HostResult:
     from xen2kvm.backends.storpool import StorPoolBackends
 
     from .remote import SSHRunner
@@ -96,7 +98,10 @@ def _one(spec: HostSpec, opts: Options, action: str, vms: Sequence[str], rates,
         ctx.backends = StorPoolBackends(spec.name, runner, remote=True, client_id=spec.client_id,
                                         shared=shared if action == "status" else None)
         rc = 0
-        if action == "sync":
+        if action == "sync" and adaptive is not None:  # each host its own controller
+            rc = commands.sync(ctx, None, rates, wait=True, adaptive=copy.deepcopy(adaptive),
+                               stop=stop)
+        elif action == "sync":
             rc = commands.sync(ctx, None, rates)
         elif action == "release":
             for vm in vms:
@@ -116,7 +121,8 @@ def _one(spec: HostSpec, opts: Options, action: str, vms: Sequence[str], rates,
 
 def run(opts: Options, action: str, specs: list[HostSpec], vms: Sequence[str] = (),
         rates: dmtables.Rates = dmtables.NO_RATES, parallel: int = 8, as_json: bool = False,
-        ssh: Optional[dict] = None, out=None) -> int:
+        ssh: Optional[dict] = None, out=None, adaptive=None) -> int:
+    """`adaptive`: a Controller each host's sync --wait copies (sync only)."""
     import sys
 
     out = out or sys.stdout
@@ -129,9 +135,14 @@ def run(opts: Options, action: str, specs: list[HostSpec], vms: Sequence[str] = 
 
     shared = SharedLists()
     workers = max(1, min(parallel, len(specs)))
+    stop = threading.Event()
     with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
-        results = list(pool.map(
-            lambda s: _one(s, opts, action, vms, rates, ssh or {}, shared), specs))
+        try:
+            results = list(pool.map(lambda s: _one(s, opts, action, vms, rates, ssh or {},
+                                                   shared, adaptive, stop), specs))
+        except KeyboardInterrupt:  # adaptive hosts put their limits back before this returns
+            stop.set()
+            raise
     failed = [r for r in results if not r.ok]
     if as_json:
         print(json.dumps({"hosts": {r.host: {"ok": r.ok, "error": r.error, "rows": r.rows,

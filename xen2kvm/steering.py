@@ -132,9 +132,9 @@ class HeldLimits:
 class Steering(HeldLimits):
     """The controller owns the limits inside the `with`."""
 
-    def __init__(self, ctx, controller: Controller):
+    def __init__(self, ctx, controller: Controller, stop: Optional[threading.Event] = None):
         super().__init__(ctx)
-        self.ctl = controller
+        self.ctl, self.stop = controller, stop
         self.last: dict[str, IoCounters] = {}
         self.watched: set[str] = set()
 
@@ -153,15 +153,17 @@ class Steering(HeldLimits):
         self.last = now
         return mean_write_ms(before, after)
 
-    def baseline(self, devices: Sequence[str], seconds: float) -> None:
-        """Hold the resync at the floor until the controller knows the guest's latency."""
+    def hold(self, devices: Sequence[str]) -> None:
+        """Start counting, with the resync at the controller's first rate (the floor: it
+        learns the guest's latency with leg 1 joined and the copy all but paused, since a
+        write to two legs costs more than to one whatever the copy does)."""
         self.sample(devices)
         self.set_rate(self.ctl.rate)
-        while self.ctl.phase == "baseline":
-            self.run(devices, seconds)
 
     def run(self, devices: Sequence[str], seconds: float) -> None:
         """One control interval: sample, steer, let the interval pass."""
+        if self.stop is not None and self.stop.is_set():
+            raise KeyboardInterrupt("stopped")
         latency = self.sample(devices)
         old = self.ctl.rate
         rate = self.ctl.step(latency)

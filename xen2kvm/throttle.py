@@ -118,7 +118,7 @@ class Controller:
     def _gain(ratio: float) -> float:
         """Rate multiplier for latency / target."""
         if ratio > 1.0:
-            return max(0.25, min(0.9, 1.0 / ratio ** 2))  # latency grows faster than rate
+            return max(0.5, min(0.9, 1.0 / ratio ** 2))  # latency grows faster than rate
         if ratio < 0.5:
             return 2.0
         if ratio < 0.8:

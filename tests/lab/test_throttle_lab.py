@@ -156,3 +156,36 @@ def test_tune_sweep_prints_the_fastest_setting_and_leaves_the_host_unchanged(lab
     assert not os.listdir(scratch) and "x2k-sweep" not in rig.dm_tables()
     assert subprocess.run(["losetup", "-a"], capture_output=True, text=True).stdout == loops
     assert not (rig.tmp / "lock" / "speed-limits.json").exists()
+
+
+def test_fleet_sync_adaptive_steers_over_ssh_and_leaves_the_host_as_it_was(lab_rig, tmp_path):
+    """The remote host's dm statistics, sysctls and note, through the SSH runner (one host: the
+    lab's sshd "hosts" share one kernel, so two would steer the same sysctls)."""
+    from xen2kvm.testing_sshd import SSHD, SshdFarm
+
+    if not os.path.exists(SSHD):
+        pytest.skip("needs openssh-server")
+    rig = lab_rig
+    farm = SshdFarm(tmp_path / "ssh")
+    try:
+        host = farm.start("hostA")
+        inv = farm.inventory(tmp_path / "inv.ini", [host], client_ids={"hostA": 11})
+        ssh = f"--inventory {inv} --known-hosts {farm.known_hosts()}"
+        rig.create_vm("lnx", "xen", "xd", 32 * MIB)
+        rig.create_vm("kvm", "kvm", "kd", 32 * MIB)
+        rig.ok("xen2kvmDisk -y -x xd -k kd")
+        rig.ok(f"xen2kvm {ssh} --host hostA assemble kvm --disk kd -y")
+        for key, value in OPERATOR.items():
+            rig.host.sysctl_set(key, value)
+        with Writer("/dev/mapper/" + RAID):
+            r = rig.ok(f"xen2kvm fleet sync {ssh} --adaptive --latency-target 1000 -y")
+        assert "1 of 1 hosts ok" in r.out and "throttle: write latency" in r.out, r.out
+        assert parse_raid(rig.dm_tables()[RAID]).legs[1][1] == "/dev/storpool/kd"
+        assert {k: rig.sysctl(k) for k in OPERATOR} == OPERATOR
+        assert not (rig.tmp / "lock" / "hostA" / "speed-limits.json").exists()
+        regions = subprocess.run(["dmsetup", "message", RAID, "0", "@stats_list"],
+                                 capture_output=True, text=True, check=True).stdout
+        assert regions.strip() == ""
+        rig.ok(f"xen2kvm {ssh} --host hostA release kvm -y")
+    finally:
+        farm.stop()
