@@ -35,6 +35,7 @@ MIB = 1 << 20
 DIR = "/run/bench"
 STATIC = {"kernel defaults": sweep.KERNEL_DEFAULTS, "min=max=200000": (200000, 200000),
           "min=max=1000000": (1000000, 1000000), "unthrottled 4 GB/s": (4000000, 4000000)}
+FACTOR = [Controller().factor]  # the target: this x the guest's latency at the floor
 RECORD = struct.Struct("dd")  # (monotonic completion time, latency s) per write
 
 
@@ -88,8 +89,11 @@ class Writer:
         self.proc.send_signal(signal.SIGTERM)
         self.proc.wait(timeout=60)
         with open(self.out, "rb") as f:
-            data = f.read()
-        lats = sorted(lat * 1000 for t, lat in RECORD.iter_unpack(data) if lo <= t <= hi)
+            self.records = list(RECORD.iter_unpack(f.read()))
+        return self.window(lo, hi)
+
+    def window(self, lo: float, hi: float) -> tuple[float, float, int]:
+        lats = sorted(lat * 1000 for t, lat in self.records if lo <= t <= hi)
         q = statistics.quantiles(lats, n=100, method="inclusive")
         return q[49], q[98], len(lats)
 
@@ -150,8 +154,9 @@ def _join(two: str) -> float:
 
 def _adaptive(w: Writer, two: str, interval: float):
     said: list[str] = []
-    ctx = SimpleNamespace(host=LocalHost("lab", Runner()), say=said.append)
-    with Steering(ctx, Controller()) as steer:
+    ctx = SimpleNamespace(host=LocalHost("lab", Runner()), say=said.append,
+                          ensure_lock=lambda: None)
+    with Steering(ctx, Controller(factor=FACTOR[0])) as steer:
         steer.hold(["b"])  # as sync --adaptive: leg 1 joins with the copy held at the floor
         t0 = _join(two)
         next_step = t0 + interval
@@ -164,7 +169,11 @@ def _adaptive(w: Writer, two: str, interval: float):
         target = steer.ctl.target
     rates = [line.rsplit(" ", 2)[-2] for line in said if line.startswith("throttle:")]
     print("  adaptive rates (KiB/s):", " ".join(rates))
-    return (*w.stop(t0, t1), t1 - t0, target)
+    result = (*w.stop(t0, t1), t1 - t0, target)
+    held = w.window(t0, t0 + Controller().baseline_intervals * interval)
+    print(f"  with the copy held at 1000 KiB/s: p50 {held[0]:.3f} p99 {held[1]:.3f} ms, "
+          f"{held[2]} writes")
+    return result
 
 
 # the whole bench ----------------------------------------------------------------------------
@@ -233,7 +242,7 @@ def in_lab(args) -> int:
             results[name].append(r)
             print(f"run {i + 1} {name:<22} p50 {r[0]:.3f} p99 {r[1]:.3f} ms, {r[2]} writes"
                   + (f", resync {r[3]:.2f} s" if r[3] else ""), flush=True)
-    if len(kinds) > 2:
+    if set(kinds) == {"idle", *STATIC, "adaptive"}:
         report(results, best)
     return 0
 
@@ -244,6 +253,8 @@ def main() -> int:
     p.add_argument("--size-mib", type=int, default=1024)
     p.add_argument("--iops", type=float, default=500.0)
     p.add_argument("--interval", type=float, default=0.1, help="the throttle's control interval")
+    p.add_argument("--factor", type=float, default=FACTOR[0],
+                   help="latency target as a multiple of the guest's own (sync's default)")
     p.add_argument("--only", help="comma-separated runs (names as printed), e.g. idle,adaptive")
     p.add_argument("--no-sweep", action="store_true", help="skip tune --sweep")
     p.add_argument("--writer", nargs=3, metavar=("DEV", "IOPS", "OUT"), help=argparse.SUPPRESS)
@@ -251,6 +262,7 @@ def main() -> int:
     if args.writer:
         writer(args.writer[0], float(args.writer[1]), args.writer[2])
         return 0
+    FACTOR[0] = args.factor
     if lab.have_dm():
         return in_lab(args)
     print(f"host load before: {os.getloadavg()}", flush=True)

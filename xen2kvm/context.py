@@ -86,6 +86,11 @@ class Ctx:
             raise LockBusy(f"another xen2kvm run holds {path}; wait for it to finish") from None
         self._lock = functools.partial(os.close, fd)
 
+    def ensure_lock(self) -> None:
+        """Hold the run lock from now on (a run that changes the host outside plan steps)."""
+        if self._lock is None:
+            self.lock()
+
     def run(self, plan: Plan) -> int:
         """Print the plan (dry-run) or execute it (-y); the same list either way."""
         for note in plan.notes:

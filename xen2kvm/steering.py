@@ -104,6 +104,7 @@ class HeldLimits:
         self._sigterm = None
 
     def __enter__(self):
+        self.ctx.ensure_lock()  # a note of a live run must not be taken for a leftover
         self.saved = read_limits(self.host)
         self.host.note_set(NOTE, json.dumps(self.saved))
         if threading.current_thread() is threading.main_thread():

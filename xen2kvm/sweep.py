@@ -94,8 +94,7 @@ def sweep(ctx, folder: str, size: int, settings=SETTINGS, timeout: float = 600.0
                 f"them and put {SPEED_MIN}/{SPEED_MAX} back")
         return 0
     ctx.say(f"tune --sweep: {what}")
-    if ctx._lock is None:
-        ctx.lock()
+    ctx.ensure_lock()
     _remove(host, folder)
     results = []
     with HeldLimits(ctx) as held:

@@ -116,3 +116,20 @@ def test_the_floor_must_be_positive_and_under_the_ceiling():
         Controller(floor=0)
     with pytest.raises(ValueError):
         Controller(floor=10, ceiling=5)
+
+
+def test_limits_change_with_min_never_above_max_on_the_way():
+    from xen2kvm.steering import SPEED_MAX, SPEED_MIN, restore_steps
+
+    def walk(current, want):
+        seen = dict(current)
+        for step in restore_steps(current, want):
+            seen[step.key] = step.value
+            assert seen[SPEED_MIN] <= seen[SPEED_MAX], seen
+        return seen
+
+    low, high = {SPEED_MIN: 1000, SPEED_MAX: 1000}, {SPEED_MIN: 62500, SPEED_MAX: 62500}
+    operator = {SPEED_MIN: 1234, SPEED_MAX: 56789}
+    assert walk(low, high) == high and walk(high, low) == low
+    assert walk(low, operator) == operator and walk(high, operator) == operator
+    assert restore_steps(operator, operator) == []
