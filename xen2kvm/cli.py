@@ -48,7 +48,8 @@ def _adaptive(p: argparse.ArgumentParser) -> None:
     p.add_argument("--adaptive", action="store_true",
                    help="steer the resync rate from the guests' write latency (with --wait -y)")
     p.add_argument("--latency-target", type=float, metavar="MS",
-                   help="mean write latency to keep (default: 1.5 x the guest's idle latency)")
+                   help="mean write latency to keep (default: 1.5 x the guest's own, "
+                        "measured with the copy held at 1000 KiB/s)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -5,8 +5,9 @@ counters), or None when the guest completed no write (nothing to protect then). 
 resync rate (KiB/s per disk) for the next interval.
 
 It first holds the resync at the floor for a few intervals to learn the guest's own latency
-(before the copy starts, or paused), and aims at `factor` times that unless the operator gave
-a target. Then it steers: multiplicative decrease in proportion to the overshoot (a burst of
+(leg 1 joined, the copy all but paused: writes to two legs cost more than to one, whatever the
+copy does), and aims at `factor` times that unless the operator gave a target. Then it
+steers: multiplicative decrease in proportion to the overshoot (a burst of
 guest load is felt within one interval), multiplicative increase while well under the target
 (reaching the ceiling from the floor in a few intervals: finishing fast is the other goal).
 """
