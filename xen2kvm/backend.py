@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping, Optional, Protocol, Sequence
 
+from .throttle import IoCounters
+
 
 @dataclass(frozen=True)
 class Volume:
@@ -127,6 +129,19 @@ class HostBackend(Protocol):
         """Load the table, suspend, resume: the live swap."""
 
     def dm_remove(self, name: str) -> None: ...
+
+    def dm_io(self, names: Sequence[str]) -> dict[str, IoCounters]:
+        """Cumulative write counters of dm devices, in one round trip (precise: dm statistics
+        regions of this tool, made on first use)."""
+
+    def dm_io_stop(self, names: Sequence[str]) -> None:
+        """Remove what dm_io made on the devices."""
+
+    def note_get(self, name: str) -> Optional[str]:
+        """A small file the tool keeps beside the host's run lock (None: there is none)."""
+
+    def note_set(self, name: str, text: Optional[str]) -> None:
+        """Write the note durably, or remove it (None)."""
 
     def sysctl_get(self, key: str) -> int: ...
 

@@ -15,6 +15,7 @@ from typing import Callable, Optional, Sequence
 from . import __version__, commands, dmtables, interrupts
 from .context import Ctx, Options
 from .errors import UsageError, Xen2KvmError
+from .units import parse_size
 
 N_DOS, N_ALIGNED = 32, 2048
 
@@ -53,6 +54,14 @@ def _rates(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-rate", type=int, metavar="KIB", help="per-array max_recovery_rate")
 
 
+def _adaptive(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--adaptive", action="store_true",
+                   help="steer the resync rate from the guests' write latency (with --wait -y)")
+    p.add_argument("--latency-target", type=float, metavar="MS",
+                   help="mean write latency to keep (default: 1.5 x the guest's own, "
+                        "measured with the copy held at 1000 KiB/s)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="xen2kvm", description="Move OnApp VM disks from XEN to KVM on StorPool.")
     p.add_argument("--version", action="version", version=f"xen2kvm {__version__}")
@@ -85,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--repair", action="store_true", help="rebuild a failed KVM leg")
     c.add_argument("--wait", action="store_true", help="poll until in sync (with -y)")
     c.add_argument("--interval", type=float, default=1.0)
+    _adaptive(c)
     _yes(c)
     c = sub.add_parser("cleanup", help="delete the clones and metadata of migrated disks")
     c.add_argument("vm", nargs="?")
@@ -110,6 +120,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--min", type=int, dest="min_kib")
     c.add_argument("--max", type=int, dest="max_kib")
     c.add_argument("--reset", action="store_true", help="back to the kernel defaults")
+    c.add_argument("--sweep", action="store_true",
+                   help="time a scratch resync at a few static settings and print the best")
+    c.add_argument("--size", default="256M", help="--sweep: the scratch raid1's size")
+    c.add_argument("--scratch", default="/var/tmp", metavar="DIR",
+                   help="--sweep: folder for the scratch loop devices' files")
     _yes(c)
     c = sub.add_parser("fleet", help="sync, status or release across many KVM hosts over SSH")
     c.add_argument("action", choices=("sync", "status", "release"))
@@ -128,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sync: repeat on every host until no disk is copying (with -y)")
     c.add_argument("--interval", type=float, default=5.0, help="seconds between rounds")
     _rates(c)
+    _adaptive(c)
     _yes(c)
     c = sub.add_parser("demo", help="rehearse both cases on an embedded fake cluster")
     c.add_argument("--keep", metavar="DIR", help="leave the cluster state in DIR")
@@ -139,6 +155,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _rates_of(args) -> dmtables.Rates:
     return dmtables.Rates(getattr(args, "min_rate", None), getattr(args, "max_rate", None))
+
+
+def _controller(args, needs_wait: bool = True):
+    """The adaptive throttle's controller the options ask for, or None."""
+    from .throttle import Controller
+
+    if not getattr(args, "adaptive", False):
+        if getattr(args, "latency_target", None) is not None:
+            raise UsageError("--latency-target goes with --adaptive")
+        return None
+    if needs_wait and not args.wait:
+        raise UsageError("--adaptive steers while it waits: add --wait")
+    if args.latency_target is not None and args.latency_target <= 0:
+        raise UsageError("--latency-target must be a positive number of milliseconds")
+    return Controller(target_ms=args.latency_target)
 
 
 def dispatch(ctx: Ctx, args) -> int:
@@ -156,7 +187,7 @@ def dispatch(ctx: Ctx, args) -> int:
         return commands.release(ctx, args.vm)
     if cmd == "sync":
         return commands.sync(ctx, args.vm, _rates_of(args), args.repair, args.wait,
-                             args.interval)
+                             args.interval, adaptive=_controller(args))
     if cmd == "cleanup":
         return commands.cleanup(ctx, args.vm)
     if cmd in ("abort", "purge"):
@@ -172,6 +203,12 @@ def dispatch(ctx: Ctx, args) -> int:
         return audit.history(ctx, args.subject, args.json)
     if cmd == "verify":
         return commands.verify(ctx, args.xen, args.kvm)
+    if cmd == "tune" and args.sweep:
+        from . import sweep
+
+        if args.min_kib is not None or args.max_kib is not None or args.reset:
+            raise UsageError("tune --sweep sets nothing: drop --min/--max/--reset")
+        return sweep.sweep(ctx, args.scratch, parse_size(args.size))
     if cmd == "tune":
         return commands.tune(ctx, args.min_kib, args.max_kib, args.reset)
     from . import sim
@@ -186,8 +223,11 @@ def _fleet(opts: Options, args) -> int:
     if args.action == "release" and not args.vms:
         raise UsageError("fleet release needs the VMs to release")
     ssh = {"known_hosts": args.known_hosts, "accept_new_keys": args.accept_new_host_keys}
+    if args.adaptive and args.action != "sync":
+        raise UsageError("--adaptive goes with fleet sync")
     return fleet.run(opts, args.action, specs, args.vms, _rates_of(args), args.parallel,
-                     args.json, ssh, wait=args.wait, interval=args.interval)
+                     args.json, ssh, wait=args.wait, interval=args.interval,
+                     adaptive=_controller(args, needs_wait=False))
 
 
 def _quiet_stdout() -> None:

@@ -6,14 +6,15 @@ import json
 from typing import Optional, Sequence
 
 from . import abort as undo
-from . import capacity, dmtables, live, mbr, onapp, plans, preflight, recovery
+from . import capacity, dmtables, live, mbr, onapp, plans, preflight, recovery, steering
 from . import naming as nm
 from .context import Ctx
-from .errors import PlanError, VerifyMismatch
+from .errors import PlanError, UsageError, VerifyMismatch
+from .steering import SPEED_MAX, SPEED_MIN
 from .steps import Attach, Detach, SysctlSet
+from .throttle import Controller
 from .units import SECTOR
 
-SPEED_MIN, SPEED_MAX = "dev.raid.speed_limit_min", "dev.raid.speed_limit_max"
 KERNEL_DEFAULTS = {SPEED_MIN: 1000, SPEED_MAX: 200000}
 
 
@@ -45,11 +46,33 @@ def assemble(ctx: Ctx, vm: str, disks: Sequence[str], rates=dmtables.NO_RATES) -
 
 
 def sync(ctx: Ctx, vm: Optional[str], rates=dmtables.NO_RATES, repair: bool = False,
-         wait: bool = False, interval: float = 1.0, timeout: float = 86400.0) -> int:
+         wait: bool = False, interval: float = 1.0, timeout: float = 86400.0,
+         adaptive: Optional[Controller] = None, stop=None) -> int:
+    """`stop` (a threading.Event) ends an adaptive wait from another thread (fleet Ctrl-C)."""
     preflight.check(ctx)
+    ctx.run(steering.leftover_plan(ctx.host))
+    if adaptive is None:
+        return _sync(ctx, vm, rates, repair, wait, interval, timeout)
+    if rates != dmtables.NO_RATES:
+        raise UsageError("--adaptive steers the resync rate itself: drop --min-rate/--max-rate")
+    for name in steering.unsteerable(ctx.world(), vm):
+        ctx.say(f"note: {name} has its own rate in its table; the adaptive throttle cannot "
+                "steer it (reassemble it without --min-rate/--max-rate)")
+    if not (wait and ctx.opts.yes):
+        ctx.say("# with --wait -y the adaptive throttle steers dev.raid.speed_limit_min/max "
+                "and restores them at the end")
+        return _sync(ctx, vm, rates, repair, wait, interval, timeout)
+    with steering.Steering(ctx, adaptive, stop) as steer:
+        return _sync(ctx, vm, rates, repair, wait, interval, timeout, steer)
+
+
+def _sync(ctx: Ctx, vm: Optional[str], rates, repair: bool, wait: bool, interval: float,
+          timeout: float, steer: Optional[steering.Steering] = None) -> int:
     waited = 0.0
     watch = capacity.Watch()  # operator completeness: space, live view, Ctrl-C
     hint = "xen2kvmDisk -y -m {vm} -r" if ctx.opts.prog == "xen2kvmDisk" else plans.REPAIR_HINT
+    if steer:  # the copy joins held at the floor: the guest's own latency, two legs written
+        steer.hold([n for _, _, n in ctx.world().vm_devices(vm)])
     try:
         with live.View(ctx, vm, wait and ctx.opts.yes) as view:
             while True:
@@ -67,7 +90,10 @@ def sync(ctx: Ctx, vm: Optional[str], rates=dmtables.NO_RATES, repair: bool = Fa
                 if waited >= timeout:
                     raise PlanError(f"the resync did not finish within {timeout:.0f}s; "
                                     "run sync again")
-                ctx.host.sleep(interval)
+                if steer:
+                    steer.run([n for _, _, n in w.vm_devices(vm)], interval)
+                else:
+                    ctx.host.sleep(interval)
                 waited += interval
     except KeyboardInterrupt:
         if not (wait and ctx.opts.yes):
@@ -186,6 +212,7 @@ def verify(ctx: Ctx, xen_id: str, kvm_id: str) -> int:
 
 
 def tune(ctx: Ctx, min_kib: Optional[int], max_kib: Optional[int], reset: bool) -> int:
+    ctx.run(steering.leftover_plan(ctx.host))
     want = dict(KERNEL_DEFAULTS) if reset else {}
     if min_kib is not None:
         want[SPEED_MIN] = min_kib

@@ -105,6 +105,11 @@ class Ctx:
         self._lock = lockdir.acquire(getattr(self.backends, "lock_dir", None)
                                      or "/run/lock/xen2kvm")
 
+    def ensure_lock(self) -> None:
+        """Hold the run lock from now on (a run that changes the host outside plan steps)."""
+        if self._lock is None:
+            self.lock()
+
     def run(self, plan: Plan) -> int:
         """Print the plan (dry-run) or execute it (-y); the same list either way."""
         for note in plan.notes:

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import concurrent.futures
 import configparser
+import copy
 import io
 import json
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Optional, Sequence
@@ -85,7 +87,7 @@ def _rows(ctx: Ctx, host: str) -> tuple[list[dict], list[str]]:
 
 
 def _one(spec: HostSpec, opts: Options, action: str, vms: Sequence[str], rates,
-         ssh: dict, shared: SharedLists) -> HostResult:
+         ssh: dict, shared: SharedLists, adaptive=None, stop=None) -> HostResult:
     from xen2kvm.backends.storpool import StorPoolBackends
 
     from .remote import SSHRunner
@@ -99,7 +101,10 @@ def _one(spec: HostSpec, opts: Options, action: str, vms: Sequence[str], rates,
         ctx.backends = StorPoolBackends(spec.name, runner, remote=True, client_id=spec.client_id,
                                         shared=shared if action == "status" else None)
         rc = 0
-        if action == "sync":
+        if action == "sync" and adaptive is not None:  # each host its own controller
+            rc = commands.sync(ctx, None, rates, wait=True, adaptive=copy.deepcopy(adaptive),
+                               stop=stop)
+        elif action == "sync":
             rc = commands.sync(ctx, None, rates)
         elif action == "release":
             for vm in vms:
@@ -166,7 +171,8 @@ def _text(results: list[HostResult], out, waited: bool) -> None:
 def run(opts: Options, action: str, specs: list[HostSpec], vms: Sequence[str] = (),
         rates: dmtables.Rates = dmtables.NO_RATES, parallel: int = 8, as_json: bool = False,
         ssh: Optional[dict] = None, out=None, wait: bool = False,
-        interval: float = 5.0) -> int:
+        interval: float = 5.0, adaptive=None) -> int:
+    """`adaptive`: a Controller each host's sync --wait copies (sync only)."""
     import sys
 
     out = out or sys.stdout
@@ -179,22 +185,23 @@ def run(opts: Options, action: str, specs: list[HostSpec], vms: Sequence[str] = 
 
     shared = SharedLists()
     workers = max(1, min(parallel, len(specs)))
+    stop = threading.Event()
     with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
         def round_() -> list[HostResult]:
-            return list(pool.map(
-                lambda s: _one(s, opts, action, vms, rates, ssh or {}, shared), specs))
+            return list(pool.map(lambda s: _one(s, opts, action, vms, rates, ssh or {},
+                                                shared, adaptive, stop), specs))
 
         waited = wait and action == "sync" and opts.yes
-        if waited:  # operator completeness: --wait
-            try:
-                results = _wait(round_, interval, out)
-            except KeyboardInterrupt:
-                print("xen2kvm: interrupted: the resyncs go on in the hosts' kernels; watch "
-                      "them again with `xen2kvm fleet sync --wait -y` or `xen2kvm fleet "
-                      "status`", file=sys.stderr)
-                return 130
-        else:
-            results = round_()
+        try:
+            results = _wait(round_, interval, out) if waited else round_()
+        except KeyboardInterrupt:  # adaptive hosts put their limits back before this returns
+            stop.set()
+            if not waited:
+                raise
+            print("xen2kvm: interrupted: the resyncs go on in the hosts' kernels; watch "
+                  "them again with `xen2kvm fleet sync --wait -y` or `xen2kvm fleet "
+                  "status`", file=sys.stderr)
+            return 130
     failed = [r for r in results if not r.ok]
     if as_json:
         print(json.dumps({"hosts": {r.host: {"ok": r.ok, "error": r.error, "rows": r.rows,

@@ -45,6 +45,13 @@ def add_parser(sub) -> None:
     c.add_argument("volume")
     c = s.add_parser("fault", help="fail the K-th mutating call from now on")
     c.add_argument("k", type=int)
+    c = s.add_parser("load", help="the guest writes IOPS 4 KiB blocks per second to a disk's "
+                                  "dm device (latency model: backends/fake/latency.py)")
+    c.add_argument("vm")
+    c.add_argument("disk")
+    c.add_argument("iops", type=float)
+    c.add_argument("--after", type=float, default=0.0, metavar="SECONDS",
+                   help="from this many virtual seconds from now on")
     c = s.add_parser("kernel", help="set the raid target version a host reports")
     c.add_argument("raid_version")
     # operator completeness: the placement group's raw capacity (VolumeTemplatesStatus)
@@ -231,6 +238,15 @@ def dispatch(ctx: Ctx, args) -> int:
         return 0
     if cmd == "capacity":
         return _capacity(ctx, cluster, args.size, args.free)
+    if cmd == "load":
+        vm = _vm(cluster, args.vm)
+        path = device_of(ctx, vm, args.disk)
+        if not path.startswith("/dev/mapper/") or args.iops < 0 or args.after < 0:
+            raise PlanError("the guest load needs a running VM whose disk is assembled (its dm "
+                            "device carries the I/O counters), and numbers >= 0")
+        ctx.backends.host_named(vm.host).guest_load(path[len("/dev/mapper/"):], args.iops,
+                                                    args.after)
+        return 0
     if cmd == "fault":
         cluster.inject_fault(args.k)
         cluster.generation += 1

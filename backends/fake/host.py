@@ -20,7 +20,9 @@ from xen2kvm import dmtables, naming
 from xen2kvm.dmstatus import SUPERBLOCK_MAGIC
 from xen2kvm.errors import DeviceError
 from xen2kvm.process import Runner
+from xen2kvm.throttle import IoCounters
 
+from .latency import GuestIo
 from .model import LINEAR_VERSION, Cluster, DmDev, RaidState
 from .sparse import CHUNK, SparseStore
 
@@ -237,25 +239,65 @@ class FakeHost:
             dvol.store.write(doff + where - offset, blob)
 
     def advance(self, seconds: float) -> None:
-        """Resync every recovering raid1 by what its rate allows in `seconds`."""
+        """Resync every recovering raid1 by what its rate allows in `seconds`; the modelled
+        guests write meanwhile."""
         for dev in self.state.dm.values():
-            r = dev.raid
-            if not r or r.action != "recover":
-                continue
-            kib = r.rates.get("max_recovery_rate") or self.state.sysctl["dev.raid.speed_limit_max"]
-            budget = int(kib * 1024 * seconds) // 512 * 512
-            while budget > 0 and r.done < r.total:
-                step = min(budget, COPY_STEP, (r.total - r.done) * 512)
-                try:
-                    self._copy(r.legs[0][1], r.legs[1][1], r.done * 512, step)
-                except DeviceError:
-                    self._fail_leg(r, 1)
-                    break
-                r.done += step // 512
-                budget -= step
-            if r.done >= r.total and r.health[1] == "a":
-                r.health[1], r.action = "A", "idle"
-            self._checkpoint(r)
+            copied = self._resync(dev, seconds)
+            if dev.io is not None and seconds > 0:
+                dev.io.account(self.c.clock - seconds, seconds, copied / 1024 / seconds)
+
+    def _resync(self, dev: DmDev, seconds: float) -> int:
+        r = dev.raid
+        if not r or r.action != "recover":
+            return 0
+        start = r.done
+        kib = r.rates.get("max_recovery_rate") or self.state.sysctl["dev.raid.speed_limit_max"]
+        budget = int(kib * 1024 * seconds) // 512 * 512
+        while budget > 0 and r.done < r.total:
+            step = min(budget, COPY_STEP, (r.total - r.done) * 512)
+            try:
+                self._copy(r.legs[0][1], r.legs[1][1], r.done * 512, step)
+            except DeviceError:
+                self._fail_leg(r, 1)
+                break
+            r.done += step // 512
+            budget -= step
+        if r.done >= r.total and r.health[1] == "a":
+            r.health[1], r.action = "A", "idle"
+        self._checkpoint(r)
+        return (r.done - start) * 512
+
+    def dm_io(self, names: Sequence[str]) -> dict[str, IoCounters]:
+        out = {}
+        for name in names:
+            dev = self.state.dm.get(name)
+            if dev is None:
+                raise DeviceError("ENOENT", f"I/O counters of {name}: no such dm device")
+            out[name] = dev.io.counters() if dev.io else IoCounters()
+        return out
+
+    def dm_io_stop(self, names: Sequence[str]) -> None:
+        """The fake's counters need no statistics region."""
+
+    def guest_load(self, name: str, iops: float, after: float = 0.0) -> None:
+        """A modelled guest writes `iops` 4 KiB blocks per second through `name` from
+        `after` seconds from now on."""
+        dev = self.state.dm.get(name)
+        if dev is None:
+            raise DeviceError("ENOENT", f"{name}: no such dm device on {self.name}")
+        self.c.generation += 1
+        dev.io = dev.io or GuestIo()
+        dev.io.plan(self.c.clock + after, iops)
+
+    def note_get(self, name: str) -> Optional[str]:
+        return self.state.notes.get(name)
+
+    def note_set(self, name: str, text: Optional[str]) -> None:
+        self.c.mutate(f"note {name}")
+        if text is None:
+            self.state.notes.pop(name, None)
+        else:
+            self.state.notes[name] = text
 
     # sysctl, helper, time -------------------------------------------------------------------
     def sysctl_get(self, key: str) -> int:

@@ -15,6 +15,7 @@ from typing import Optional
 
 from xen2kvm.errors import InjectedFault
 
+from .latency import GuestIo
 from .sparse import SparseStore
 
 STATE_FILE = "cluster.pickle"
@@ -63,6 +64,7 @@ class DmDev:
     table: str
     raid: Optional[RaidState] = None
     open_count: int = 0
+    io: Optional[GuestIo] = None  # a modelled guest writing through it (latency.py)
 
 
 @dataclass
@@ -72,6 +74,7 @@ class HostState:
     dm: dict[str, DmDev] = field(default_factory=dict)
     sysctl: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_SYSCTL))
     raid_version: tuple[int, ...] = RAID_VERSION
+    notes: dict[str, str] = field(default_factory=dict)  # files the tool keeps beside its lock
 
 
 @dataclass

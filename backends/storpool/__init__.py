@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import platform
+from pathlib import Path
 from typing import Optional
 
 from xen2kvm.process import Runner
@@ -42,6 +43,7 @@ class StorPoolBackends:
         if remote:
             self.remote_lock_dir = os.path.join(lock_root, hostname) if lock_root \
                 else DEFAULT_LOCK_DIR
+        self.host.note_dir = Path(self.remote_lock_dir or self.lock_dir)  # beside the lock
 
     def close(self) -> None:
         pass

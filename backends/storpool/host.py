@@ -17,11 +17,14 @@ from typing import Callable, Optional, Sequence
 from xen2kvm.dmstatus import parse_targets
 from xen2kvm.errors import DeviceError
 from xen2kvm.process import CommandResult, Runner
+from xen2kvm.throttle import IoCounters, parse_dm_stats
 
 DEVNUM = re.compile(r"^\d+:\d+$")
 NO_DM = "Failure to communicate with kernel device-mapper driver"
 DM_INFO = ("info", "-c", "--noheadings", "-o", "name,major,minor", "--separator", " ")
 STEP = 1 << 20
+STATS_PROGRAM = "xen2kvm"  # the dm statistics regions of the adaptive throttle
+STATS_CREATE = f"@stats_create - /1 1 precise_timestamps {STATS_PROGRAM}"
 
 
 def _has_devices(table: CommandResult) -> bool:
@@ -50,13 +53,15 @@ def parse_dm_info(text: str) -> dict[str, str]:
 class LocalHost:
     def __init__(self, name: str, runner: Runner, dev_root: str = "/dev",
                  proc_sys: str = "/proc/sys", sleep: Callable[[float], None] = time.sleep,
-                 device_wait: float = 30.0):
+                 device_wait: float = 30.0, note_dir: str = "/run/lock/xen2kvm"):
         self.name = name
         self.runner = runner
         self.dev_root = Path(dev_root)
         self.proc_sys = Path(proc_sys)
         self._sleep = sleep
         self.device_wait = device_wait
+        self._regions: dict[str, str] = {}  # dm device -> its statistics region id
+        self.note_dir = Path(note_dir)
         os.environ.setdefault("DM_DISABLE_UDEV", "1")
 
     # block devices -------------------------------------------------------------------------
@@ -193,6 +198,54 @@ class LocalHost:
             self._sysctl(key).write_text(f"{int(value)}\n")
         except OSError as exc:
             raise DeviceError("EACCES", f"sysctl {key}={value}: {exc.strerror}") from None
+
+    def _stats_region(self, name: str) -> str:
+        """The dm statistics region this tool reads on `name` (made on first use)."""
+        listed = self._dmsetup("message", name, "0", f"@stats_list {STATS_PROGRAM}").stdout
+        for line in listed.splitlines():
+            return line.split(":", 1)[0].strip()
+        return self._dmsetup("message", name, "0", STATS_CREATE).stdout.strip()
+
+    def dm_io(self, names: Sequence[str]) -> dict[str, IoCounters]:
+        out = {}
+        for name in names:
+            region = self._regions.get(name) or self._stats_region(name)
+            res = self._dmsetup("message", name, "0", f"@stats_print {region}", check=False)
+            if res.rc != 0:  # the device was recreated: a new region, counters from zero
+                region = self._stats_region(name)
+                res = self._dmsetup("message", name, "0", f"@stats_print {region}")
+            self._regions[name] = region
+            out[name] = parse_dm_stats(res.stdout.splitlines()[0])
+        return out
+
+    def dm_io_stop(self, names: Sequence[str]) -> None:
+        """Remove this tool's statistics regions (devices already gone have none)."""
+        for name in names:
+            listed = self._dmsetup("message", name, "0", f"@stats_list {STATS_PROGRAM}",
+                                   check=False).stdout
+            for line in listed.splitlines():
+                self._dmsetup("message", name, "0", f"@stats_delete {line.split(':')[0]}",
+                              check=False)
+            self._regions.pop(name, None)
+
+    def note_get(self, name: str) -> Optional[str]:
+        try:
+            return (self.note_dir / name).read_text()
+        except FileNotFoundError:
+            return None
+
+    def note_set(self, name: str, text: Optional[str]) -> None:
+        path = self.note_dir / name
+        if text is None:
+            path.unlink(missing_ok=True)
+            return
+        self.note_dir.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
 
     def run_helper(self, argv: Sequence[str], volume: str) -> None:
         path = self.device_path(volume)

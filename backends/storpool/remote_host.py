@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import base64
 import re
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 from xen2kvm.errors import DeviceError, LockBusy
 from xen2kvm.process import CommandResult
+from xen2kvm.throttle import IoCounters, parse_dm_stats
 
-from .host import DM_INFO, LocalHost, parse_dm_info
+from .host import DM_INFO, STATS_CREATE, STATS_PROGRAM, LocalHost, parse_dm_info
 
 READ = 'dd if="$1" iflag=skip_bytes,count_bytes skip="$2" count="$3" bs=65536 status=none ' \
        '| base64 -w0'
@@ -33,6 +34,16 @@ SNAPSHOT = ('d="$1"; shift; sep=$(printf "\\036x2k"); '
 LOCK = ('mkdir -p "$1" && exec 9>>"$1/xen2kvm.lock" || exit 1; flock -n 9; r=$?; '
         'case $r in 0) ;; 1) exit 75 ;; *) exit "$r" ;; esac; echo locked; exec cat >/dev/null')
 LOCK_BUSY = 75
+# $1 = the region program, $2 = the create message, the rest: dm device names; one statistics
+# line each, in order (a missing device stops it non-zero). See LocalHost.dm_io.
+DM_IO = ('p=$1; c=$2; shift 2; for n; do '
+         'id=$(dmsetup message "$n" 0 "@stats_list $p" | sed -n "1s/:.*//p"); '
+         '[ -n "$id" ] || id=$(dmsetup message "$n" 0 "$c") || exit 1; '
+         'dmsetup message "$n" 0 "@stats_print $id" | head -n 1; done')
+DM_IO_STOP = ('p=$1; shift; for n; do dmsetup message "$n" 0 "@stats_list $p" 2>/dev/null | '
+              'sed "s/:.*//" | while read -r id; do '
+              'dmsetup message "$n" 0 "@stats_delete $id"; done; done; true')
+NOTE_SET = 'mkdir -p "$1" && cat > "$1/$2.tmp" && mv -f "$1/$2.tmp" "$1/$2"'
 SECTION = re.compile("^" + SEP + r" (\d+)\n", re.M)
 
 
@@ -122,3 +133,30 @@ class RemoteHost(LocalHost):
         if res.rc != 0:
             raise DeviceError("EACCES", f"sysctl {key}={value} on {self.name}: "
                                         f"{res.stderr.strip()}")
+
+    def dm_io(self, names: Sequence[str]) -> dict[str, IoCounters]:
+        res = self._sh(DM_IO, STATS_PROGRAM, STATS_CREATE, *names)
+        lines = res.stdout.splitlines()
+        if res.rc != 0 or len(lines) != len(names):
+            raise DeviceError("ENOENT", f"I/O counters of {', '.join(names)} on {self.name}: "
+                                        f"{res.last_line(f'exit {res.rc}')}")
+        return {n: parse_dm_stats(line) for n, line in zip(names, lines)}
+
+    def dm_io_stop(self, names: Sequence[str]) -> None:
+        self._sh(DM_IO_STOP, STATS_PROGRAM, *names)
+
+    def note_get(self, name: str) -> Optional[str]:
+        res = self.runner.run(["cat", str(self.note_dir / name)], check=False)
+        if res.rc != 0 and "No such file" not in res.stderr:
+            raise DeviceError("EIO", f"reading {self.note_dir / name} on {self.name}: "
+                                     f"{res.last_line(f'exit {res.rc}')}")
+        return res.stdout if res.rc == 0 else None
+
+    def note_set(self, name: str, text: Optional[str]) -> None:
+        if text is None:
+            res = self.runner.run(["rm", "-f", str(self.note_dir / name)], check=False)
+        else:
+            res = self._sh(NOTE_SET, str(self.note_dir), name, input=text)
+        if res.rc != 0:
+            raise DeviceError("EIO", f"writing {self.note_dir / name} on {self.name}: "
+                                     f"{res.last_line(f'exit {res.rc}')}")

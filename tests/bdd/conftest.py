@@ -591,3 +591,105 @@ def status_space(rig, disk, copies, n, size, free):
     assert row["need_bytes"] == need and row["group_need_bytes"] == need, row
     # the metadata devices' superblocks may take a few blocks after the figure was set
     assert 0 <= parse_size(free) - row["free_bytes"] < 1 << 20, row
+
+
+# adaptive throttle ----------------------------------------------------------------------------
+# The guest's load and the latency it saw are the fake's model (backends/fake/latency.py): the
+# truth the throttle is judged by, read from the model, not from what the tool printed.
+@given(parsers.parse('a {hv} VM "{vm}" with a large disk "{disk}" of {size}'))
+def create_large_vm(rig, hv, vm, disk, size):
+    """Without the rig's copy of the whole XEN disk: the throttle needs size, not contents."""
+    rig.ok(f"xen2kvm sim create-vm {vm} --hypervisor {hv.lower()} --disk {disk}:{size}")
+
+
+@given(parsers.parse("the operator set the resync limits to {low:d} and {high:d} KiB/s"))
+def operator_limits(rig, low, high):
+    rig.ok(f"xen2kvm tune --min {low} --max {high} -y")
+
+
+@given(parsers.parse('the guest of VM "{vm}" writes {iops:d} blocks of 4 KiB per second to disk '
+                     '"{disk}"'))
+def guest_load(rig, vm, iops, disk):
+    rig.ok(f"xen2kvm sim load {vm} {disk} {iops}")
+    rig.vars.update(load_vm=vm, load_disk=disk, load_t0=str(rig.backends().cluster.clock))
+
+
+@given(parsers.parse("from {after:d} s on it writes {iops:d} blocks per second"))
+def guest_load_later(rig, after, iops):
+    rig.ok(f"xen2kvm sim load {rig.vars['load_vm']} {rig.vars['load_disk']} {iops} "
+           f"--after {after}")
+
+
+def _history(rig) -> list[tuple[float, float, float | None]]:
+    """(seconds since the load began, resync KiB/s, latency ms) of each modelled interval."""
+    from xen2kvm import naming
+
+    b = rig.backends()
+    dev = b.host.state.dm[naming.dm_raid(rig.vars["load_vm"], rig.vars["load_disk"])]
+    t0 = float(rig.vars["load_t0"])
+    return [(t - t0, kib, lat) for t, kib, lat in dev.io.history]
+
+
+@given(parsers.parse("an adaptive sync was killed while it held the resync at {kib:d} KiB/s"))
+def killed_adaptive(rig, kib):
+    import json
+
+    from xen2kvm import steering
+
+    b = rig.backends()
+    host = b.host
+    host.note_set(steering.NOTE, json.dumps(steering.read_limits(host)))
+    for key in (steering.SPEED_MIN, steering.SPEED_MAX):
+        host.sysctl_set(key, kib)
+    b.close()
+
+
+@then(parsers.parse("the guest's write latency stayed within {factor:f} times its idle latency, "
+                    "but in the interval its load rose"))
+def latency_within(rig, factor):
+    hist = _history(rig)
+    idle = min(lat for _, _, lat in hist if lat is not None)
+    rose = {t for (t, _, lat), (_, _, prev) in zip(hist[1:], hist) if (lat or 0) > (prev or 0)
+            and t > 0 and any(abs(t - s) < 1e-9 for s in _load_changes(rig))}
+    assert hist and all(lat is None or lat <= factor * idle for t, _, lat in hist
+                        if t not in rose), [h for h in hist if h[2] and h[2] > factor * idle]
+
+
+def _load_changes(rig) -> list[float]:
+    from xen2kvm import naming
+
+    b = rig.backends()
+    dev = b.host.state.dm[naming.dm_raid(rig.vars["load_vm"], rig.vars["load_disk"])]
+    return [s - float(rig.vars["load_t0"]) for s, _ in dev.io.schedule]
+
+
+@then(parsers.parse("the resync ran under {pct:d} % of its rate before the burst from {lo:d} s "
+                    "to {hi:d} s"))
+def slower_in_burst(rig, pct, lo, hi):
+    hist = _history(rig)
+    start = min(s for s in _load_changes(rig) if s > 0)
+    before = [kib for t, kib, _ in hist if start - 1 <= t < start]
+    during = [kib for t, kib, _ in hist if lo <= t < hi]
+    assert before and during and before[0] > 0
+    assert max(during) < pct / 100 * before[0], (before, during)
+    assert min(during) > 0  # slowed, not stopped
+
+
+@then(parsers.parse("the resync ran at {kib:d} KiB/s from {lo:d} s on"))
+def full_speed_when_idle(rig, kib, lo):
+    hist = [h for h in _history(rig) if h[0] >= lo]
+    assert hist and hist[0][1] == kib
+    assert all(rate in (kib, 0) or rate <= kib for _, rate, _ in hist)
+
+
+@then(parsers.parse("the guest's write latency stayed between {lo:f} and {hi:f} ms once the "
+                    "copy was steered"))
+def latency_band(rig, lo, hi):
+    # from the 6th steered interval; not the last (the copy ends inside it)
+    steered = [lat for _, kib, lat in _history(rig) if kib > 5000][5:-1]
+    assert steered and all(lo <= lat <= hi for lat in steered), steered
+
+
+@then(parsers.parse('the output does not contain "{text}"'))
+def output_lacks(rig, text):
+    assert text not in rig.last.out, rig.last

@@ -1,0 +1,275 @@
+"""What a running guest pays for the resync, and what the adaptive throttle saves it (kernel lab).
+
+A guest writer (4 KiB O_DIRECT random writes at a fixed rate, its own latency per write, a
+separate process) writes through a raid1 device while leg 1 (a loop device on tmpfs) is
+rebuilt from leg 0. Runs: idle (no resync), every static setting `tune --sweep` tries (the
+kernel defaults and min = max = 200 MB/s, 1 GB/s, 4 GB/s = "unthrottled"), and adaptive (the
+tool's Steering + Controller, the code path of `sync --wait --adaptive`). The writer's p50/p99
+count the writes completed while the copy ran. `tune --sweep` runs first, on its own scratch.
+
+From the host (root): .venv/bin/python bench/lab_adaptive.py [--runs 3] [--size-mib 1024]
+(it boots the lab itself and prints the host's load average before and after). Not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import signal
+import statistics
+import struct
+import subprocess
+import sys
+import time
+from types import SimpleNamespace
+
+from xen2kvm import dmtables, lab, sweep
+from xen2kvm.backends.storpool.host import LocalHost
+from xen2kvm.dmstatus import parse_status
+from xen2kvm.process import Runner
+from xen2kvm.steering import Steering
+from xen2kvm.throttle import Controller
+
+MIB = 1 << 20
+DIR = "/run/bench"
+STATIC = {"kernel defaults": sweep.KERNEL_DEFAULTS, "min=max=200000": (200000, 200000),
+          "min=max=1000000": (1000000, 1000000), "unthrottled 4 GB/s": (4000000, 4000000)}
+FACTOR = [Controller().factor]  # the target: this x the guest's latency at the floor
+RECORD = struct.Struct("dd")  # (monotonic completion time, latency s) per write
+
+
+def sh(*argv: str, input: str | None = None) -> str:
+    return subprocess.run(argv, input=input, capture_output=True, text=True, check=True).stdout
+
+
+# the guest writer (its own process: the bench's polling must not share its interpreter) ----
+def writer(dev: str, iops: float, out: str) -> None:
+    import mmap
+
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    buf = mmap.mmap(-1, 4096)
+    buf.write(os.urandom(4096))
+    blocks = os.open(dev, os.O_RDONLY)
+    nblocks = os.lseek(blocks, 0, os.SEEK_END) // 4096
+    os.close(blocks)
+    fd = os.open(dev, os.O_WRONLY | os.O_DIRECT)
+    open(out + ".ready", "w").close()
+    rnd, records = random.Random(1), bytearray()
+    start, i = time.monotonic(), 0
+    while not stop:
+        due = start + i / iops
+        now = time.monotonic()
+        if due > now:
+            time.sleep(due - now)
+        t0 = time.monotonic()
+        os.pwritev(fd, [buf], rnd.randrange(nblocks) * 4096)
+        t1 = time.monotonic()
+        records += RECORD.pack(t1, t1 - t0)
+        i += 1
+    with open(out, "wb") as f:
+        f.write(records)
+
+
+class Writer:
+    def __init__(self, dev: str, iops: float):
+        self.out = f"{DIR}/writer.bin"
+        for f in (self.out, self.out + ".ready"):
+            if os.path.exists(f):
+                os.unlink(f)
+        self.proc = subprocess.Popen([sys.executable, __file__, "--writer", dev, str(iops),
+                                      self.out])
+        while not os.path.exists(self.out + ".ready"):
+            time.sleep(0.02)
+        time.sleep(0.3)  # writing at its pace
+
+    def stop(self, lo: float, hi: float) -> tuple[float, float, int]:
+        """p50, p99 (ms) and count of the writes completed within [lo, hi]."""
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(timeout=60)
+        with open(self.out, "rb") as f:
+            self.records = list(RECORD.iter_unpack(f.read()))
+        return self.window(lo, hi)
+
+    def window(self, lo: float, hi: float) -> tuple[float, float, int]:
+        lats = sorted(lat * 1000 for t, lat in self.records if lo <= t <= hi)
+        q = statistics.quantiles(lats, n=100, method="inclusive")
+        return q[49], q[98], len(lats)
+
+
+# the devices --------------------------------------------------------------------------------
+def loop(path: str, size: int) -> str:
+    with open(path, "wb") as f:
+        f.truncate(size)
+    return sh("losetup", "-f", "--show", path).strip()
+
+
+def set_limits(lo: int, hi: int) -> None:
+    for key, value in (("max", 4000000), ("min", lo), ("max", hi)):
+        with open(f"/proc/sys/dev/raid/speed_limit_{key}", "w") as f:
+            f.write(str(value))
+
+
+def in_sync() -> bool:
+    return parse_status(sh("dmsetup", "status", "b")).in_sync
+
+
+def one(dev: dict, total: int, iops: float, limits, interval: float):
+    """One run: (p50, p99, writes, resync seconds or None for idle)."""
+    for m in ("m0", "m1"):
+        sh("dd", "if=/dev/zero", f"of={dev[m]}", "bs=1M", "count=4", "oflag=direct")
+    set_limits(*sweep.KERNEL_DEFAULTS)
+    sh("dmsetup", "create", "b", input=dmtables.raid1_one_leg(total, dev["m0"], dev["src"]))
+    w = Writer("/dev/mapper/b", iops)
+    try:
+        if limits == "idle":
+            t0 = time.monotonic()
+            time.sleep(3.0)
+            return (*w.stop(t0, time.monotonic()), None)
+        two = dmtables.raid1_two_legs(total, dev["m0"], dev["src"], dev["m1"], dev["dst"],
+                                      rebuild=True, leg1_has_superblock=False) + "\n"
+        if limits == "adaptive":
+            return _adaptive(w, two, interval)
+        set_limits(*limits)
+        t0 = _join(two)
+        while not in_sync():
+            time.sleep(0.02)
+        t1 = time.monotonic()
+        return (*w.stop(t0, t1), t1 - t0)
+    finally:
+        if w.proc.poll() is None:
+            w.proc.kill()
+        sh("dmsetup", "remove", "b")
+        set_limits(*sweep.KERNEL_DEFAULTS)
+
+
+def _join(two: str) -> float:
+    sh("dmsetup", "reload", "b", input=two)
+    t0 = time.monotonic()
+    sh("dmsetup", "suspend", "b")
+    sh("dmsetup", "resume", "b")
+    return t0
+
+
+def _adaptive(w: Writer, two: str, interval: float):
+    said: list[str] = []
+    ctx = SimpleNamespace(host=LocalHost("lab", Runner()), say=said.append,
+                          ensure_lock=lambda: None)
+    with Steering(ctx, Controller(factor=FACTOR[0])) as steer:
+        steer.hold(["b"])  # as sync --adaptive: leg 1 joins with the copy held at the floor
+        t0 = _join(two)
+        next_step = t0 + interval
+        while not in_sync():
+            if time.monotonic() >= next_step:
+                steer.run(["b"], 0)
+                next_step += interval
+            time.sleep(0.02)
+        t1 = time.monotonic()
+        target = steer.ctl.target
+    rates = [line.rsplit(" ", 2)[-2] for line in said if line.startswith("throttle:")]
+    print("  adaptive rates (KiB/s):", " ".join(rates))
+    result = (*w.stop(t0, t1), t1 - t0, target)
+    held = w.window(t0, t0 + Controller().baseline_intervals * interval)
+    print(f"  with the copy held at 1000 KiB/s: p50 {held[0]:.3f} p99 {held[1]:.3f} ms, "
+          f"{held[2]} writes")
+    return result
+
+
+# the whole bench ----------------------------------------------------------------------------
+def sweep_best(size_mib: int) -> tuple[str, str]:
+    os.makedirs("/run/sweep", exist_ok=True)
+    sh("mount", "-t", "tmpfs", "-o", f"size={2 * size_mib + 64}m", "tmpfs", "/run/sweep")
+    conf = "/run/sweep.conf"  # tune reads no API, but the backend wants a configuration
+    with open(conf, "w") as f:
+        f.write("SP_API_HTTP_HOST=127.0.0.1\nSP_API_HTTP_PORT=9\nSP_AUTH_TOKEN=x\n\n"
+                "[lab]\nSP_OURID=1\n")
+    env = {**os.environ, "XEN2KVM_STORPOOL_CONF": conf}
+    out = subprocess.run([sys.executable, "-m", "xen2kvm.cli", "--host", "lab", "tune",
+                          "--sweep", "--scratch", "/run/sweep", "--size", f"{size_mib}M", "-y"],
+                         capture_output=True, text=True, env=env, check=True).stdout
+    sh("umount", "/run/sweep")
+    print(out, end="")
+    best = next(line for line in out.splitlines() if line.startswith("best: "))
+    label = best.split()[1]
+    name = next(k for k, (lo, hi) in STATIC.items() if label == sweep.Timing(lo, hi, 0)
+                .label().split()[0])
+    return name, out
+
+
+def setup(size_mib: int) -> dict:
+    os.makedirs(DIR, exist_ok=True)
+    sh("mount", "-t", "tmpfs", "-o", f"size={2 * size_mib + 64}m", "tmpfs", DIR)
+    dev = {"src": loop(f"{DIR}/src", size_mib * MIB), "dst": loop(f"{DIR}/dst", size_mib * MIB),
+           "m0": loop(f"{DIR}/m0", 4 * MIB), "m1": loop(f"{DIR}/m1", 4 * MIB)}
+    sh("dd", "if=/dev/urandom", f"of={dev['src']}", "bs=1M", f"count={size_mib}", "oflag=direct")
+    sh("dd", f"if={dev['src']}", f"of={dev['dst']}", "bs=1M", "oflag=direct")  # allocate pages
+    return dev
+
+
+def report(results: dict, best: str) -> None:
+    print(f"\n{'run':<22} {'p50 ms':>8} {'p99 ms':>8} {'writes':>7} {'resync s':>9}  (medians)")
+    med = {}
+    for name, runs in results.items():
+        cols = list(zip(*[r[:4] for r in runs]))
+        med[name] = [statistics.median(c) if c[0] is not None else None for c in cols]
+        p50, p99, n, secs = med[name]
+        print(f"{name:<22} {p50:8.3f} {p99:8.3f} {n:7.0f} "
+              f"{'-' if secs is None else f'{secs:9.2f}'}")
+    idle, unthr, adap = med["idle"], med["unthrottled 4 GB/s"], med["adaptive"]
+    fastest = min((k for k in STATIC), key=lambda k: med[k][3])
+    targets = [r[4] for r in results["adaptive"]]
+    print(f"\nadaptive: p99 {adap[1] / idle[1]:.2f}x idle p99 (goal <= 2); resync "
+          f"{adap[3] / unthr[3]:.2f}x unthrottled (goal <= 1.5); targets (mean write ms) "
+          + ", ".join(f"{t:.3f}" for t in targets if t))
+    print(f"unthrottled: p99 {unthr[1] / idle[1]:.2f}x idle p99")
+    print(f"tune --sweep best: {best}, {med[best][3]:.2f} s; fastest static in the bench: "
+          f"{fastest}, {med[fastest][3]:.2f} s; ratio {med[best][3] / med[fastest][3]:.2f} "
+          "(goal <= 1.10)")
+
+
+def in_lab(args) -> int:
+    best = "" if args.no_sweep else sweep_best(args.size_mib)[0]
+    dev = setup(args.size_mib)
+    total = args.size_mib * MIB // 512
+    kinds = {"idle": "idle", **STATIC, "adaptive": "adaptive"}
+    if args.only:
+        kinds = {k: v for k, v in kinds.items() if k in args.only.split(",")}
+    results: dict = {k: [] for k in kinds}
+    for i in range(args.runs):
+        for name, limits in kinds.items():
+            r = one(dev, total, args.iops, limits, args.interval)
+            results[name].append(r)
+            print(f"run {i + 1} {name:<22} p50 {r[0]:.3f} p99 {r[1]:.3f} ms, {r[2]} writes"
+                  + (f", resync {r[3]:.2f} s" if r[3] else ""), flush=True)
+    if set(kinds) == {"idle", *STATIC, "adaptive"}:
+        report(results, best)
+    return 0
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--size-mib", type=int, default=1024)
+    p.add_argument("--iops", type=float, default=500.0)
+    p.add_argument("--interval", type=float, default=0.1, help="the throttle's control interval")
+    p.add_argument("--factor", type=float, default=FACTOR[0],
+                   help="latency target as a multiple of the guest's own (sync's default)")
+    p.add_argument("--only", help="comma-separated runs (names as printed), e.g. idle,adaptive")
+    p.add_argument("--no-sweep", action="store_true", help="skip tune --sweep")
+    p.add_argument("--writer", nargs=3, metavar=("DEV", "IOPS", "OUT"), help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.writer:
+        writer(args.writer[0], float(args.writer[1]), args.writer[2])
+        return 0
+    FACTOR[0] = args.factor
+    if lab.have_dm():
+        return in_lab(args)
+    print(f"host load before: {os.getloadavg()}", flush=True)
+    rc = lab.run([sys.executable, *sys.argv], mem="3G", timeout=3600)
+    print(f"host load after: {os.getloadavg()}")
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())
