@@ -132,19 +132,26 @@ class Detach(Step):
 
 @dataclass(frozen=True)
 class WritePartitionTable(Step):
+    """Rewrite only the partition entries of sector 0: the boot code, the disk's own signature
+    (`label-id`, read off the disk) and sectors 1..N-1 stay, so a shell disk's boot loader
+    survives. sfdisk fed this script writes the same bytes as apply() (tests/boot)."""
+
     volume: str
     start_sectors: int
     size_sectors: int
 
     def render(self) -> str:
-        script = (f"label: dos\nunit: sectors\n"
-                  f"start={self.start_sectors}, size={self.size_sectors}, type=83")
-        argv = ["sfdisk", "--no-reread", "--no-tell-kernel", naming.volume_path(self.volume)]
-        return _heredoc(argv, script)
+        dev = shlex.quote(naming.volume_path(self.volume))
+        argv = ["sfdisk", "--no-reread", "--no-tell-kernel", "--wipe", "never",
+                naming.volume_path(self.volume)]
+        return (f"{shlex.join(argv)} <<EOF\nlabel: dos\n"
+                f"label-id: 0x$(od -An -tx4 -j440 -N4 {dev} | tr -d ' ')\nunit: sectors\n"
+                f"start={self.start_sectors}, size={self.size_sectors}, type=83\nEOF")
 
     def apply(self, ctx) -> None:
-        sector = mbr.build(self.start_sectors, self.size_sectors, self.volume)
-        ctx.host.write(ctx.host.device_path(self.volume), 0, sector)
+        path = ctx.host.device_path(self.volume)
+        old = ctx.host.read(path, 0, 512)
+        ctx.host.write(path, 0, mbr.patch(old, self.start_sectors, self.size_sectors))
 
 
 @dataclass(frozen=True)

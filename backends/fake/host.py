@@ -91,6 +91,20 @@ class FakeHost:
         else:
             self._write_plain(path, offset, data)
 
+    def allocated(self, path: str, piece: int = 4 * 1024 * 1024):
+        """(offset, length) ranges of a device that may hold data (holes read as zeros),
+        at most `piece` bytes each: what a sparse copy of the device has to read."""
+        spans, pos = [], 0
+        for vol, off, n in list(self._pieces(path, 0, self.size(path))):
+            for lo, hi in vol.store.extents(off, n):
+                start, end = pos + lo - off, pos + hi - off
+                if spans and spans[-1][1] == start and end - spans[-1][0] <= piece:
+                    spans[-1][1] = end
+                else:
+                    spans.append([start, end])
+            pos += n
+        return [(a, b - a) for a, b in spans]
+
     def first_difference(self, path_a, offset_a, path_b, offset_b, length) -> Optional[int]:
         spans = set()
         for path, base in ((path_a, offset_a), (path_b, offset_b)):
