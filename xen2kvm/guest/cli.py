@@ -43,9 +43,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"# {g.name} {g.major} ({g.init}, grub {g.grub}); root = {plan.root_spec}")
         for ch in plan.changes:
             sys.stdout.write(ch.diff())
+        for copy in plan.copies:
+            print(copy.describe())
         for cmd in plan.commands:
             print("# chroot: " + " ".join(cmd))
-        if not plan.changes and not (plan.commands and not args.dry_run):
+        changes = plan.changes or plan.copies
+        if not changes and not (plan.commands and not args.dry_run):
             print("# nothing to change")
         elif not args.dry_run:
             with convert.mounted(args.device, runner, writable=True) as (root, uuid, label):
