@@ -20,8 +20,12 @@ def clone(ctx: Ctx, xen: str, kvm: str, vm: Optional[str] = None) -> int:
     return ctx.run(plans.plan_clone(ctx.world(), xen, kvm, vm))
 
 
-def prepare(ctx: Ctx, xen: str, kvm: str, n: int, helper: Sequence[str] = ()) -> int:
-    return ctx.run(plans.plan_prepare(ctx.world(), xen, kvm, n, helper))
+def prepare(ctx: Ctx, xen: str, kvm: str, n: int, helper: Sequence[str] = (),
+            boot_loader: Sequence[str] = ()) -> int:
+    b = ctx.backends  # the boot area is kept beside the run lock, on the host that runs it
+    area_dir = str(getattr(b, "remote_lock_dir", None) or getattr(b, "lock_dir", None)
+                   or "/run/lock/xen2kvm")
+    return ctx.run(plans.plan_prepare(ctx.world(), xen, kvm, n, helper, boot_loader, area_dir))
 
 
 def assemble(ctx: Ctx, vm: str, disks: Sequence[str], rates=dmtables.NO_RATES) -> int:

@@ -4,6 +4,7 @@ executes through the backends; dry-run and `-y` walk the same list."""
 from __future__ import annotations
 
 import shlex
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
 
@@ -139,6 +140,7 @@ class WritePartitionTable(Step):
     volume: str
     start_sectors: int
     size_sectors: int
+    boot_code_follows: bool = False  # a WriteBootArea comes later: no warning
 
     def render(self) -> str:
         dev = shlex.quote(naming.volume_path(self.volume))
@@ -152,6 +154,66 @@ class WritePartitionTable(Step):
         path = ctx.host.device_path(self.volume)
         old = ctx.host.read(path, 0, 512)
         ctx.host.write(path, 0, mbr.patch(old, self.start_sectors, self.size_sectors))
+        if not mbr.has_boot_code(old) and not self.boot_code_follows:
+            print(f"xen2kvm: warning: this disk will not boot: sector 0 of {self.volume} holds "
+                  f"no boot code (no shell disk's boot loader); prepare with --boot-loader "
+                  f"guest --no-dos, or install a boot loader from the guest", file=sys.stderr)
+
+
+@dataclass(frozen=True)
+class BuildBootArea(Step):
+    """The guest's own boot code for sectors 0..N-1, built by the helper from the XEN volume
+    (the clone on a rerun) read-only into a file: see xen2kvm/guest/bootarea.py. It attaches
+    the volume only for the build, so a guest that cannot get its boot loader changes nothing."""
+
+    program: tuple[str, ...]
+    volume: str
+    n_sectors: int
+    area: str
+    attach: bool = True
+
+    def _argv(self) -> list[str]:
+        return [*self.program, "--boot-area", self.area, "--sectors", str(self.n_sectors)]
+
+    def render(self) -> str:
+        build = shlex.join([*self._argv(), naming.volume_path(self.volume)])
+        if not self.attach:
+            return build
+        return "\n".join([Attach(self.volume, "").render(), build,
+                          Detach(self.volume, "").render()])
+
+    def apply(self, ctx) -> None:
+        if self.attach:
+            ctx.storage.attach(self.volume, ctx.host.name)
+        try:
+            ctx.host.run_helper(self._argv(), self.volume)
+        finally:
+            if self.attach:
+                ctx.storage.detach(self.volume, ctx.host.name)
+
+
+@dataclass(frozen=True)
+class WriteBootArea(Step):
+    """Boot code into bytes 0-439 and sectors 1..N-1; the disk signature and the partition
+    table (440-511) stay as WritePartitionTable left them."""
+
+    volume: str
+    area: str
+    n_sectors: int
+
+    def render(self) -> str:
+        dev, area = naming.volume_path(self.volume), self.area
+        return "\n".join([
+            shlex.join(["dd", f"if={area}", f"of={dev}", "bs=440", "count=1",
+                        "conv=notrunc,fsync"]),
+            shlex.join(["dd", f"if={area}", f"of={dev}", "bs=512", "skip=1", "seek=1",
+                        f"count={self.n_sectors - 1}", "conv=notrunc,fsync"])])
+
+    def apply(self, ctx) -> None:
+        area = ctx.host.read(self.area, 0, self.n_sectors * 512)
+        path = ctx.host.device_path(self.volume)
+        old = ctx.host.read(path, 0, 512)
+        ctx.host.write(path, 0, area[:440] + old[440:] + area[512:])
 
 
 @dataclass(frozen=True)

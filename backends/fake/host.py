@@ -74,6 +74,9 @@ class FakeHost:
                 yield from self._pieces(target, toff * 512 + lo - start * 512, hi - lo)
 
     def read(self, path: str, offset: int, length: int) -> bytes:
+        if not path.startswith("/dev/"):  # a file of the host's own (the helper's output)
+            with open(path, "rb") as f:
+                return os.pread(f.fileno(), length, offset)
         return b"".join(v.store.read(o, n) for v, o, n in self._pieces(path, offset, length))
 
     def _write_plain(self, path: str, offset: int, data: bytes) -> None:

@@ -83,3 +83,30 @@ def test_case1_whole_disk(fake_rig, boot_images, tmp_path):
     rig.ok(f"xen2kvm sim export kvm kd {tmp_path / 'on.img'}")
     # case-1 has no dm view: what the VM reads at power-on is the volume itself
     assert_marker(tmp_path / "on.img", "case-1 whole disk", spec=f"UUID={images.UUID}")
+
+
+@pytest.mark.parametrize("n,flag,loader", [(2048, " --no-dos", "GRUB 2"),
+                                            (32, "", "GRUB legacy")])
+def test_inplace_the_guests_own_boot_loader(fake_rig, boot_images, tmp_path, n, flag, loader):
+    rig = fake_rig
+    rig.ok("xen2kvm sim create-vm kvm --hypervisor xen --disk xd:1G")
+    rig.ok(f"xen2kvm sim import kvm xd {boot_images / 'xen.img'}")
+    rig.move_to_kvm("kvm")
+    xen_before = rig.read_volume("xd", 0, 4 * 1024 * 1024)
+    prepare = f"xen2kvm prepare -x xd -k xd{flag} --helper {HELPER} --boot-loader guest"
+    dry = rig.ok(prepare)
+    assert "--boot-area" in dry.out and f"seek=1 count={n - 1}" in dry.out
+    r = rig.ok(prepare + " -y")
+    assert "will not boot" not in r.err
+    # the clone (the XEN data) was never given boot code; the KVM volume's sector 0 was
+    assert rig.read_volume("xen-xd", 0, 440) == xen_before[:440]
+    area = rig.read_volume("xd", 0, n * 512)
+    assert area[:440] != bytes(440) and area[512:1024] != bytes(512)
+    label = f"in-place N={n} the guest's {loader}"
+    rig.ok("xen2kvm sim power on kvm")
+    rig.ok(f"xen2kvm sim export kvm xd {tmp_path / 'assembled.img'}")
+    assert_marker(tmp_path / "assembled.img", f"{label}, assembled view")
+    rig.ok("xen2kvm sync kvm --wait -y")
+    rig.ok("xen2kvm sim power off kvm")
+    rig.ok(f"xen2kvm sim export kvm xd {tmp_path / 'raw.img'}")
+    assert_marker(tmp_path / "raw.img", f"{label}, raw KVM volume")

@@ -15,7 +15,7 @@ from typing import Optional
 
 GRUB2_DIRS = ("usr/lib/grub/i386-pc",)
 LEGACY_DIRS = ("usr/lib/grub/x86_64-pc", "usr/lib/grub/i386-pc", "usr/share/grub/x86_64-redhat",
-               "usr/share/grub/i386-redhat")
+               "usr/share/grub/i386-redhat", "boot/grub")  # the last: as grub-install left it
 LEGACY_STAGES = ("stage1", "stage2", "e2fs_stage1_5")
 GRUB2_SUFFIXES = (".mod", ".lst", ".o")
 
@@ -36,7 +36,8 @@ def grub2_dir(root: Path) -> Optional[str]:
 
 
 def legacy_dir(root: Path) -> Optional[str]:
-    return next((d for d in LEGACY_DIRS if (root / d / "stage2").is_file()), None)
+    return next((d for d in LEGACY_DIRS
+                 if all((root / d / f).is_file() for f in LEGACY_STAGES)), None)
 
 
 def plan(root: Path) -> list[Copy]:
