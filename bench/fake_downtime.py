@@ -24,12 +24,13 @@ from xen2kvm import cli  # noqa: E402
 
 
 def image() -> Optional[Path]:
+    """The boot proof's image folder, when it has been built (tests/boot/images.py)."""
     try:
         from tests.boot import images
     except ImportError:
         return None
-    path = images.cache_root() / images.recipe_hash() / "xen.img"
-    return path if path.exists() else None
+    path = images.cache_root() / images.recipe_hash()
+    return path if (path / "done").exists() else None
 
 
 def downtime(size: str, img: Optional[Path]) -> float:
@@ -42,8 +43,9 @@ def downtime(size: str, img: Optional[Path]) -> float:
 
         run("sim", "create-vm", "x", "--hypervisor", "xen", "--disk", f"xd:{size}")
         run("sim", "create-vm", "k", "--hypervisor", "kvm", "--disk", f"kd:{size}")
-        if img is not None:
-            run("sim", "import", "x", "xd", str(img))
+        if img is not None:  # the XEN guest and a GRUB legacy shell disk
+            run("sim", "import", "x", "xd", str(img / "xen.img"))
+            run("sim", "import", "k", "kd", str(img / "shell-legacy.img"))
         start = time.perf_counter()
         run("prepare", "-x", "xd", "-k", "kd", "-y")
         run("sim", "power", "on", "k")

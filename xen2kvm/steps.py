@@ -157,7 +157,8 @@ class WritePartitionTable(Step):
         if not mbr.has_boot_code(old) and not self.boot_code_follows:
             print(f"xen2kvm: warning: this disk will not boot: sector 0 of {self.volume} holds "
                   f"no boot code (no shell disk's boot loader); prepare with --boot-loader "
-                  f"guest --no-dos, or install a boot loader from the guest", file=sys.stderr)
+                  f"guest (GRUB 2 also needs --no-dos), or install one from the guest",
+                  file=sys.stderr)
 
 
 @dataclass(frozen=True)
