@@ -196,7 +196,8 @@ class BuildBootArea(Step):
 @dataclass(frozen=True)
 class WriteBootArea(Step):
     """Boot code into bytes 0-439 and sectors 1..N-1; the disk signature and the partition
-    table (440-511) stay as WritePartitionTable left them."""
+    table (440-511) stay as WritePartitionTable left them. The file goes afterwards: the lock
+    dir is a small tmpfs (/run/lock)."""
 
     volume: str
     area: str
@@ -208,13 +209,15 @@ class WriteBootArea(Step):
             shlex.join(["dd", f"if={area}", f"of={dev}", "bs=440", "count=1",
                         "conv=notrunc,fsync"]),
             shlex.join(["dd", f"if={area}", f"of={dev}", "bs=512", "skip=1", "seek=1",
-                        f"count={self.n_sectors - 1}", "conv=notrunc,fsync"])])
+                        f"count={self.n_sectors - 1}", "conv=notrunc,fsync"]),
+            shlex.join(["rm", "-f", "--", area])])
 
     def apply(self, ctx) -> None:
         area = ctx.host.read(self.area, 0, self.n_sectors * 512)
         path = ctx.host.device_path(self.volume)
         old = ctx.host.read(path, 0, 512)
         ctx.host.write(path, 0, area[:440] + old[440:] + area[512:])
+        ctx.host.runner.run(["rm", "-f", "--", self.area])
 
 
 @dataclass(frozen=True)
