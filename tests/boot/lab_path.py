@@ -3,7 +3,8 @@ the emulator): migrate a real guest image, write a file into the guest's filesys
 the raid1 device while the resync runs, finish, and leave the KVM volume as a sparse file in
 OUTDIR for QEMU on the host (test_boot_lab.py).
 
-    python tests/boot/lab_path.py COMBO IMAGES OUTDIR     (COMBO: legacy32 or inplace2048)
+    python tests/boot/lab_path.py COMBO IMAGES OUTDIR
+    (COMBO: legacy32, grub2shell2048 or inplace2048)
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from xen2kvm.dmstatus import parse_status  # noqa: E402
 
 HELPER = str(Path(sys.executable).with_name("xen2kvm-guest"))
 GIB = 1024**3
+SHELLS = {"legacy32": (32, "kd", "shell-legacy.img", ""),
+          "grub2shell2048": (2048, "kd", "shell-grub2.img", " -c")}
 NEW_KNOWN = b"written through the raid1 device during the resync\n"
 
 
@@ -50,15 +53,15 @@ def write_known_during_resync(rig: LabRig, vm: str, disk: str, n: int) -> None:
 def migrate(combo: str, images: Path, out: Path, tmp: Path) -> None:
     rig = LabRig(tmp, data_size="2400m")
     try:
-        n, disk = (32, "kd") if combo == "legacy32" else (2048, "xd")
+        n, disk, shell_img, flag = SHELLS.get(combo, (2048, "xd", "", ""))
         rig.create_volume("xd", GIB)
         put(rig, "xd", images / "xen.img")
-        if combo == "legacy32":
+        if shell_img:
             rig.create_volume("kd", GIB)
-            put(rig, "kd", images / "shell-legacy.img")
+            put(rig, "kd", images / shell_img)
             shell = rig.read_volume("kd", 0, n * 512)
-            rig.ok(f"xen2kvmDisk -y -x xd -k kd -p {HELPER}")
-            after = rig.read_volume("kd", 0, n * 512)
+            rig.ok(f"xen2kvmDisk -y -x xd -k kd{flag} -p {HELPER}")
+            after = rig.read_volume("kd", 0, n * 512)  # the shell's boot code is kept
             assert after[:446] == shell[:446] and after[512:] == shell[512:]
         else:
             rig.ok(f"xen2kvm prepare -x xd -k xd --no-dos --helper {HELPER} "

@@ -23,6 +23,7 @@ SCRIPT = Path(__file__).with_name("lab_path.py")
 
 @pytest.mark.parametrize("combo,label", [
     ("legacy32", "lab: case-2 N=32 GRUB legacy shell"),
+    ("grub2shell2048", "lab: case-2 N=2048 GRUB 2 shell"),
     ("inplace2048", "lab: in-place N=2048 guest GRUB 2")])
 def test_the_real_path_boots(boot_images, tmp_path, combo, label):
     out = tmp_path / "out"
