@@ -5,9 +5,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # fdisk: sfdisk checks of the MBR; debootstrap: a real Debian guest tree; openssh: the fleet
-# tests' sshd hosts; the rest: the kernel lab (user-mode-linux guest).
+# tests' sshd hosts; the rest: the kernel lab (user-mode-linux guest). Boot proof (marker
+# `boot`): QEMU with SeaBIOS boots the migrated disks; grub-mkimage builds a guest's GRUB 2.
 APT_PACKAGES=(fdisk user-mode-linux kmod dmsetup util-linux e2fsprogs iproute2 debootstrap
-              openssh-server openssh-client tmux)  # tmux: the live view test (tests/operator)
+              openssh-server openssh-client qemu-system-x86 seabios grub-common grub-pc-bin
+              tmux)  # tmux: the live view test (tests/operator)
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     missing=()
     for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

@@ -38,13 +38,14 @@ def _read(path: Path, offset: int, length: int) -> bytes:
 
 class LabRig(Rig):
 
-    def __init__(self, tmp: Path):
+    def __init__(self, tmp: Path, data_size: str = "384m"):
         super().__init__()
         self.tmp = tmp
         self.data = tmp / "data"
         self.data.mkdir()
         # a small filesystem of its own, so that "out of space" can be arranged
-        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=384m", "tmpfs", str(self.data)],
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={data_size}", "tmpfs",
+                        str(self.data)],
                        check=True)
         self.emu = Emulator(self.data, TOKEN, Path("/dev"), use_loop=True)
         self.server = serve(self.emu)

@@ -10,6 +10,7 @@ import shlex
 import signal
 import sys
 import threading
+from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from . import __version__, commands, dmtables, interrupts
@@ -79,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--no-dos", action="store_true", help="partition at 2048 instead of 32")
     c.add_argument("--helper", help="program run on the clone's block device")
     onapp_options(c)
+    c.add_argument("--boot-loader", choices=("guest",),
+                   help="install the guest's own GRUB 2 in sectors 0..N-1 (needs --no-dos)")
     _yes(c)
     c = sub.add_parser("assemble", help="power-on hook: linear + raid1 for the VM's disks")
     c.add_argument("vm")
@@ -172,14 +175,22 @@ def _controller(args, needs_wait: bool = True):
     return Controller(target_ms=args.latency_target)
 
 
+def guest_helper() -> str:
+    """xen2kvm-guest of this installation (beside the interpreter), else from PATH."""
+    beside = Path(sys.executable).with_name("xen2kvm-guest")
+    return str(beside) if beside.exists() else "xen2kvm-guest"
+
+
 def dispatch(ctx: Ctx, args) -> int:
     cmd = args.cmd
     if cmd == "clone":
         return commands.clone(ctx, args.xen, args.kvm, args.vm)
     if cmd == "prepare":
         helper = shlex.split(args.helper) if args.helper else ()
+        loader = (guest_helper(),) if args.boot_loader else ()
         return commands.prepare(ctx, args.xen, args.kvm, N_ALIGNED if args.no_dos else N_DOS,
-                                helper, (args.onapp_vm_id, args.onapp_hypervisor_id))
+                                helper, (args.onapp_vm_id, args.onapp_hypervisor_id),
+                                loader)
     if cmd == "assemble":
         disks = [d for group in args.disk for d in group]
         return commands.assemble(ctx, args.vm, disks, _rates_of(args))

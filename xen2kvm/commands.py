@@ -26,10 +26,14 @@ def clone(ctx: Ctx, xen: str, kvm: str, vm: Optional[str] = None) -> int:
 
 
 def prepare(ctx: Ctx, xen: str, kvm: str, n: int, helper: Sequence[str] = (),
-            onapp_ids: tuple[Optional[int], Optional[int]] = (None, None)) -> int:
+            onapp_ids: tuple[Optional[int], Optional[int]] = (None, None),
+            boot_loader: Sequence[str] = ()) -> int:
     preflight.check(ctx, helper=helper)
+    b = ctx.backends  # the boot area is kept beside the run lock, on the host that runs it
+    area_dir = str(getattr(b, "remote_lock_dir", None) or getattr(b, "lock_dir", None)
+                   or "/run/lock/xen2kvm")
     w = ctx.world()
-    plan = plans.plan_prepare(w, xen, kvm, n, helper)
+    plan = plans.plan_prepare(w, xen, kvm, n, helper, boot_loader, area_dir)
     # operator completeness: will it fit; in-place, the OnApp database step to do next
     capacity.check_prepare(ctx, w, xen, kvm, n)
     rc = ctx.run(plan)

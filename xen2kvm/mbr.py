@@ -1,8 +1,10 @@
 """The DOS partition table written in front of a XEN filesystem.
 
-One primary Linux partition [N, N + size). The bytes equal what sfdisk 2.38 writes for
-`start=N, size=S, type=83` (CHS from a 255-head, 63-sector geometry), except the disk
-signature, which is derived from the volume name so a rerun writes the same sector.
+One primary Linux partition [N, N + size). `patch` changes an existing sector 0 exactly as
+sfdisk 2.38 does for `label: dos`, `label-id:` (the disk's own), `start=N, size=S, type=83`
+(CHS from a 255-head, 63-sector geometry): the boot code (0-439) and the disk signature
+(440-443) stay, bytes 444-509 are rewritten, 510-511 become 0x55AA. Nothing else on the disk
+changes, so a KVM shell disk's boot loader survives.
 """
 
 from __future__ import annotations
@@ -37,6 +39,17 @@ def chs(lba: int) -> bytes:
 
 
 def build(start_sectors: int, size_sectors: int, signature_source: str = "") -> bytes:
+    """A fresh sector 0 (no boot code) with a signature derived from `signature_source`."""
+    sector = bytearray(512)
+    struct.pack_into("<I", sector, 440, zlib.crc32(signature_source.encode()) or 1)
+    return patch(bytes(sector), start_sectors, size_sectors)
+
+
+def patch(old: bytes, start_sectors: int, size_sectors: int) -> bytes:
+    """`old` (sector 0 as it is) with only the partition entries and the 0x55AA mark
+    rewritten, as sfdisk writes them; sfdisk also zeroes bytes 444-445."""
+    if len(old) != 512:
+        raise PlanError(f"sector 0 must be 512 bytes, not {len(old)}")
     if start_sectors <= 0 or size_sectors <= 0:
         raise PlanError("a partition needs a positive start and size")
     if start_sectors + size_sectors > MAX_SECTORS:
@@ -53,11 +66,20 @@ def build(start_sectors: int, size_sectors: int, signature_source: str = "") -> 
         start_sectors,
         size_sectors,
     )
-    sector = bytearray(512)
-    struct.pack_into("<I", sector, 440, zlib.crc32(signature_source.encode()) or 1)
+    sector = bytearray(old)
+    sector[444:510] = bytes(66)
     sector[446:462] = entry
     sector[510:512] = b"\x55\xaa"
     return bytes(sector)
+
+
+def signature(sector: bytes) -> int:
+    return struct.unpack_from("<I", sector, 440)[0]
+
+
+def has_boot_code(sector: bytes) -> bool:
+    """Whether bytes 0-439 hold anything: a zeroed area cannot start a boot loader."""
+    return any(sector[:440])
 
 
 def parse(sector: bytes) -> Optional[list[Partition]]:

@@ -87,7 +87,9 @@ def _too_big(xen, room_bytes: int) -> str:
 
 # case-2 prepare -------------------------------------------------------------------------------
 def plan_prepare(w: World, xen_id: str, kvm_id: str, n: int,
-                 helper: Sequence[str] = ()) -> Plan:
+                 helper: Sequence[str] = (), boot_loader: Sequence[str] = (),
+                 area_dir: str = "") -> Plan:
+    """`boot_loader`: the program that builds the guest's boot code (xen2kvm-guest)."""
     xen, kvm = w.resolve(xen_id), w.resolve(kvm_id)
     inplace = xen.name == kvm.name
     clone_name = nm.clone_name(xen.name)
@@ -134,6 +136,11 @@ def plan_prepare(w: World, xen_id: str, kvm_id: str, n: int,
     nm.check_tags(clone_name, clone_tags)  # room for every tag it will carry
     plan = Plan()
     host = w.host
+    area = f"{area_dir}/boot-area-{kvm.name}.img"
+    if boot_loader:  # first: a guest whose boot loader cannot be installed changes nothing
+        source = w.get(clone_name) or xen
+        plan.add(s.BuildBootArea(tuple(boot_loader), source.name, n, area,
+                                 host not in source.attached))
     if clone is None:  # nothing changed yet: recovery points of what it will change come first
         plan.add(*recovery.take_points(w, kvm.name, [kvm] if inplace else [kvm, xen]))
         plan.add(s.CloneVolume(clone_name, xen.name, {
@@ -152,13 +159,17 @@ def plan_prepare(w: World, xen_id: str, kvm_id: str, n: int,
                  s.CheckClone(clone_name, kvm.name, n))
     if kvm.size_bytes == korig * SECTOR:
         plan.add(s.GrowVolume(kvm.name, n * SECTOR))
-    plan.add(s.Attach(kvm.name, host), s.WritePartitionTable(kvm.name, n, xen_sectors),
+    plan.add(s.Attach(kvm.name, host),
+             s.WritePartitionTable(kvm.name, n, xen_sectors, bool(boot_loader)),
              s.Detach(kvm.name, host))
     if helper and not (clone is not None and clone.tags.get(nm.TAG_HELPER) == "ok"):
         plan.add(s.Attach(clone_name, host), s.RunHelper(tuple(helper), clone_name),
                  s.Detach(clone_name, host), s.SetTags(clone_name, {nm.TAG_HELPER: "ok"}))
     elif inplace:
         plan.add(s.Detach(clone_name, host))
+    if boot_loader:
+        plan.add(s.Attach(kvm.name, host), s.WriteBootArea(kvm.name, area, n),
+                 s.Detach(kvm.name, host))
     plan.add(s.SetTags(kvm.name, {nm.TAG_XEN: clone_name}))
     plan.steps = _dedupe_attach(plan.steps)
     mode = "in-place " if inplace else ""

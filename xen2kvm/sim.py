@@ -35,6 +35,11 @@ def add_parser(sub) -> None:
             c.add_argument(a)
         if name == "write":
             c.add_argument("--seed", type=int, required=True)
+    for name, verb in (("import", "write a raw image (sparse) into a VM's disk"),
+                       ("export", "save what the VM reads now as a sparse raw image")):
+        c = s.add_parser(name, help=verb)
+        for a in ("vm", "disk", "file"):
+            c.add_argument(a)
     c = s.add_parser("show")
     c.add_argument("--json", action="store_true")
     c = s.add_parser("tick", help="let virtual time pass")
@@ -224,6 +229,12 @@ def dispatch(ctx: Ctx, args) -> int:
             out.write(data)
             out.flush()
         return 0
+    if cmd in ("import", "export"):
+        from . import simimage
+
+        vm = _vm(cluster, args.vm)
+        fn = simimage.import_image if cmd == "import" else simimage.export_image
+        return fn(ctx, cluster, vm, args.disk, args.file)
     if cmd == "show":
         return show(ctx, args.json)
     if cmd == "tick":

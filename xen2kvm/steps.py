@@ -4,6 +4,7 @@ executes through the backends; dry-run and `-y` walk the same list."""
 from __future__ import annotations
 
 import shlex
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
 
@@ -132,19 +133,91 @@ class Detach(Step):
 
 @dataclass(frozen=True)
 class WritePartitionTable(Step):
+    """Rewrite only the partition entries of sector 0: the boot code, the disk's own signature
+    (`label-id`, read off the disk) and sectors 1..N-1 stay, so a shell disk's boot loader
+    survives. sfdisk fed this script writes the same bytes as apply() (tests/boot)."""
+
     volume: str
     start_sectors: int
     size_sectors: int
+    boot_code_follows: bool = False  # a WriteBootArea comes later: no warning
 
     def render(self) -> str:
-        script = (f"label: dos\nunit: sectors\n"
-                  f"start={self.start_sectors}, size={self.size_sectors}, type=83")
-        argv = ["sfdisk", "--no-reread", "--no-tell-kernel", naming.volume_path(self.volume)]
-        return _heredoc(argv, script)
+        dev = shlex.quote(naming.volume_path(self.volume))
+        argv = ["sfdisk", "--no-reread", "--no-tell-kernel", "--wipe", "never",
+                naming.volume_path(self.volume)]
+        return (f"{shlex.join(argv)} <<EOF\nlabel: dos\n"
+                f"label-id: 0x$(od -An -tx4 -j440 -N4 {dev} | tr -d ' ')\nunit: sectors\n"
+                f"start={self.start_sectors}, size={self.size_sectors}, type=83\nEOF")
 
     def apply(self, ctx) -> None:
-        sector = mbr.build(self.start_sectors, self.size_sectors, self.volume)
-        ctx.host.write(ctx.host.device_path(self.volume), 0, sector)
+        path = ctx.host.device_path(self.volume)
+        old = ctx.host.read(path, 0, 512)
+        ctx.host.write(path, 0, mbr.patch(old, self.start_sectors, self.size_sectors))
+        if not mbr.has_boot_code(old) and not self.boot_code_follows:
+            print(f"xen2kvm: warning: this disk will not boot: sector 0 of {self.volume} holds "
+                  f"no boot code (no shell disk's boot loader); prepare with --boot-loader "
+                  f"guest (GRUB 2 also needs --no-dos), or install one from the guest",
+                  file=sys.stderr)
+
+
+@dataclass(frozen=True)
+class BuildBootArea(Step):
+    """The guest's own boot code for sectors 0..N-1, built by the helper from the XEN volume
+    (the clone on a rerun) read-only into a file: see xen2kvm/guest/bootarea.py. It attaches
+    the volume only for the build, so a guest that cannot get its boot loader changes nothing."""
+
+    program: tuple[str, ...]
+    volume: str
+    n_sectors: int
+    area: str
+    attach: bool = True
+
+    def _argv(self) -> list[str]:
+        return [*self.program, "--boot-area", self.area, "--sectors", str(self.n_sectors)]
+
+    def render(self) -> str:
+        build = shlex.join([*self._argv(), naming.volume_path(self.volume)])
+        if not self.attach:
+            return build
+        return "\n".join([Attach(self.volume, "").render(), build,
+                          Detach(self.volume, "").render()])
+
+    def apply(self, ctx) -> None:
+        if self.attach:
+            ctx.storage.attach(self.volume, ctx.host.name)
+        try:
+            ctx.host.run_helper(self._argv(), self.volume)
+        finally:
+            if self.attach:
+                ctx.storage.detach(self.volume, ctx.host.name)
+
+
+@dataclass(frozen=True)
+class WriteBootArea(Step):
+    """Boot code into bytes 0-439 and sectors 1..N-1; the disk signature and the partition
+    table (440-511) stay as WritePartitionTable left them. The file goes afterwards: the lock
+    dir is a small tmpfs (/run/lock)."""
+
+    volume: str
+    area: str
+    n_sectors: int
+
+    def render(self) -> str:
+        dev, area = naming.volume_path(self.volume), self.area
+        return "\n".join([
+            shlex.join(["dd", f"if={area}", f"of={dev}", "bs=440", "count=1",
+                        "conv=notrunc,fsync"]),
+            shlex.join(["dd", f"if={area}", f"of={dev}", "bs=512", "skip=1", "seek=1",
+                        f"count={self.n_sectors - 1}", "conv=notrunc,fsync"]),
+            shlex.join(["rm", "-f", "--", area])])
+
+    def apply(self, ctx) -> None:
+        area = ctx.host.read(self.area, 0, self.n_sectors * 512)
+        path = ctx.host.device_path(self.volume)
+        old = ctx.host.read(path, 0, 512)
+        ctx.host.write(path, 0, area[:440] + old[440:] + area[512:])
+        ctx.host.runner.run(["rm", "-f", "--", self.area])
 
 
 @dataclass(frozen=True)

@@ -82,7 +82,7 @@ def test_centos5(tmp_path, capsys):
               "/etc/modprobe.conf"):
         assert cat(img, f + ".pre-xen2kvm") == TREES["centos5"][f.lstrip("/")], f
     assert "+++ b/etc/fstab" in cat(img, "/root/xen2kvm-guest.diff")
-    assert "no boot code" in err
+    assert "no GRUB of its own" in err
 
 
 def test_centos5_with_only_xen_kernels_warns(tmp_path, capsys):

@@ -1,8 +1,11 @@
 """xen2kvm-guest DEVICE [--dry-run] [--rebuild-initrd]
+xen2kvm-guest DEVICE --boot-area FILE [--sectors N]
 
 The `-p` helper for Linux guests. DEVICE is a block device or image file holding the XEN
 guest's root filesystem (no partition table). Prints the unified diff of every change; keeps
-`<file>.pre-xen2kvm` backups; a second run changes nothing."""
+`<file>.pre-xen2kvm` backups; a second run changes nothing. With --boot-area it changes
+nothing in the guest and writes the guest's own GRUB 2 boot code for sectors 0..N-1 of the KVM
+disk into FILE (see bootarea.py); `xen2kvm prepare --boot-loader guest` runs it."""
 
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ from typing import Optional, Sequence
 from xen2kvm.errors import CommandFailed, Xen2KvmError
 from xen2kvm.process import Runner
 
-from . import convert
+from . import bootarea, convert
 
 
 def _rebuild(plan: convert.Plan, root, runner: Runner) -> None:
@@ -31,9 +34,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--dry-run", action="store_true", help="show the diffs, change nothing")
     p.add_argument("--rebuild-initrd", action="store_true",
                    help="rebuild the initrd in a chroot with the guest's own tool")
+    p.add_argument("--boot-area", metavar="FILE", help="only build the guest's boot code")
+    p.add_argument("--sectors", type=int, default=2048, help="N of the KVM disk's layout")
     args = p.parse_args(argv)
     runner = Runner()
     try:
+        if args.boot_area:
+            with convert.mounted(args.device, runner, writable=False) as (root, _, _):
+                print(bootarea.build(root, args.sectors, args.boot_area, runner))
+            return 0
         if not args.dry_run:
             convert.check_writable(args.device)
         # plan on a read-only mount: an unknown guest or a no-op run writes nothing at all
@@ -43,9 +52,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"# {g.name} {g.major} ({g.init}, grub {g.grub}); root = {plan.root_spec}")
         for ch in plan.changes:
             sys.stdout.write(ch.diff())
+        for copy in plan.copies:
+            print(copy.describe())
         for cmd in plan.commands:
             print("# chroot: " + " ".join(cmd))
-        if not plan.changes and not (plan.commands and not args.dry_run):
+        changes = plan.changes or plan.copies
+        if not changes and not (plan.commands and not args.dry_run):
             print("# nothing to change")
         elif not args.dry_run:
             with convert.mounted(args.device, runner, writable=True) as (root, uuid, label):

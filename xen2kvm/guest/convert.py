@@ -15,7 +15,7 @@ from typing import Iterator, Optional
 from xen2kvm.errors import PlanError
 from xen2kvm.process import Runner
 
-from . import edits
+from . import bootfiles, edits
 from .detect import Guest, detect
 
 BACKUP = ".pre-xen2kvm"
@@ -46,6 +46,7 @@ class Plan:
     changes: list[Change] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     commands: list[list[str]] = field(default_factory=list)
+    copies: list[bootfiles.Copy] = field(default_factory=list)
 
 
 def inside(root: Path, rel: str) -> Path:
@@ -86,16 +87,16 @@ def make_plan(root: Path, uuid: str, label: str, rebuild_initrd: bool) -> Plan:
     plan = Plan(guest, spec)
     _edit(plan, root, "etc/fstab", lambda t: edits.fstab(t, spec))
     seen: set[Path] = set()
-    if guest.grub == "legacy":
-        for rel in ("boot/grub/grub.conf", "boot/grub/menu.lst"):
-            real = inside(root, rel)
-            if real not in seen:
-                seen.add(real)
-                _edit(plan, root, rel, lambda t: edits.grub_legacy(t, spec))
-    else:
+    # every boot configuration the guest has: a shell's boot loader may read either
+    for rel in ("boot/grub/grub.conf", "boot/grub/menu.lst"):
+        real = inside(root, rel)
+        if real not in seen:
+            seen.add(real)
+            _edit(plan, root, rel, lambda t: edits.grub_legacy(t, spec))
+    if guest.grub != "legacy":
         _edit(plan, root, "etc/default/grub", lambda t: edits.grub2_default(t, spec))
-        for rel in ("boot/grub2/grub.cfg", "boot/grub/grub.cfg"):
-            _edit(plan, root, rel, lambda t: edits.grub2_cfg(t, spec))
+    for rel in ("boot/grub2/grub.cfg", "boot/grub/grub.cfg"):
+        _edit(plan, root, rel, lambda t: edits.grub2_cfg(t, spec))
     _edit(plan, root, "etc/inittab", edits.inittab)
     _edit(plan, root, "etc/securetty", edits.securetty)
     _edit(plan, root, "etc/modprobe.conf", edits.modprobe)
@@ -106,10 +107,11 @@ def make_plan(root: Path, uuid: str, label: str, rebuild_initrd: bool) -> Plan:
     _consoles(plan, root)
     if rebuild_initrd:
         _initrd(plan, root, guest)
-    plan.warnings.append(
-        "the KVM disk's MBR (written by xen2kvm) carries no boot code: install the boot "
-        "loader on /dev/vda from the guest or a rescue system after the migration "
-        "(grub-install /dev/vda; GRUB 2 needs the 2048-sector layout, -c)")
+    plan.copies = bootfiles.plan(root)
+    if not plan.copies and not (bootfiles.grub2_dir(root) or bootfiles.legacy_dir(root)):
+        plan.warnings.append(
+            "the guest has no GRUB of its own: the shell disk's boot loader must find its "
+            "files in the guest's /boot/grub (see README, Will it boot?)")
     return plan
 
 
@@ -155,6 +157,7 @@ def _initrd(plan: Plan, root: Path, guest: Guest) -> None:
 
 
 def write(plan: Plan, root: Path) -> None:
+    bootfiles.write(plan.copies, root)
     for ch in plan.changes:
         path = root / ch.rel
         backup = path.with_name(path.name + BACKUP)
