@@ -4,7 +4,6 @@ executes through the backends; dry-run and `-y` walk the same list."""
 from __future__ import annotations
 
 import shlex
-import sys
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
 
@@ -155,10 +154,10 @@ class WritePartitionTable(Step):
         old = ctx.host.read(path, 0, 512)
         ctx.host.write(path, 0, mbr.patch(old, self.start_sectors, self.size_sectors))
         if not mbr.has_boot_code(old) and not self.boot_code_follows:
-            print(f"xen2kvm: warning: this disk will not boot: sector 0 of {self.volume} holds "
-                  f"no boot code (no shell disk's boot loader); prepare with --boot-loader "
-                  f"guest (GRUB 2 also needs --no-dos), or install one from the guest",
-                  file=sys.stderr)
+            ctx.warn(f"this disk will not boot: sector 0 of {self.volume} holds no boot code "
+                     "(no shell disk's boot loader); prepare with `xen2kvm prepare "
+                     "--boot-loader guest` (GRUB 2 also needs --no-dos), or install one from "
+                     "the guest")
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,7 @@ def test_a_shell_disk_without_boot_code_gets_a_warning(fake_rig):
     rig.ok("xen2kvm sim create-vm lnx --hypervisor xen --disk xd:8M")
     rig.ok("xen2kvm sim create-vm kvm --hypervisor kvm --disk kd:8M")
     r = rig.ok("xen2kvmDisk -y -x xd -k kd")
-    assert "xen2kvm: warning: this disk will not boot: sector 0 of kd holds no boot code" \
+    assert "xen2kvmDisk: warning: this disk will not boot: sector 0 of kd holds no boot code" \
         in r.err
 
 
