@@ -25,9 +25,11 @@ SCRIPT = Path(__file__).with_name("lab_path.py")
     ("legacy32", "lab: case-2 N=32 GRUB legacy shell"),
     ("grub2shell2048", "lab: case-2 N=2048 GRUB 2 shell"),
     ("inplace2048", "lab: in-place N=2048 guest GRUB 2")])
-def test_the_real_path_boots(boot_images, tmp_path, combo, label):
+def test_the_real_path_boots(boot_images, tmp_path, monkeypatch, combo, label):
     out = tmp_path / "out"
     out.mkdir()
+    # the host's folders are read-only in the lab: the run's audit record goes where it may write
+    monkeypatch.setenv("XEN2KVM_AUDIT_LOG", str(out / "audit.jsonl"))
     rc = lab.run([sys.executable, str(SCRIPT), combo, str(boot_images), str(out)],
                  outdir=tmp_path / "lab", rw=[str(out)], timeout=1200, mem="3500M")
     assert rc == 0, f"the lab run of {combo} failed (exit {rc}); its output is above"
