@@ -207,8 +207,9 @@ class FakeRig(Rig):
 
     @contextlib.contextmanager
     def holding_lock(self):
-        self.state.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.state / "xen2kvm.lock", os.O_RDWR | os.O_CREAT)
+        lock_dir = self.state / "lock-kvm1"  # the fake's run lock is per host
+        lock_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock_dir / "xen2kvm.lock", os.O_RDWR | os.O_CREAT)
         fcntl.flock(fd, fcntl.LOCK_EX)
         try:
             yield
