@@ -23,7 +23,9 @@ Feature: Case-1, same disk layout (Windows, FreeBSD)
     And VM "kvmwin" is powered off
     Then volume "kwdisk" holds the XEN data of "wdisk" plus every guest write from offset 0
     When I run "xen2kvmDisk -y -x wdisk -k kwdisk -b"
-    Then the command fails with "already replaced"
+    Then the command succeeds
+    And the output contains "already replaced"
+    And nothing changed
     When I run "xen2kvmDisk -y -z"
     Then the command succeeds
     And volume "x2kold-kwdisk" does not exist

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import functools
 import os
+import secrets
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, TextIO
+from typing import Any, Callable, Optional, TextIO, Union
 
 from xen2kvm import backends as registry
 
-from .errors import LockBusy, UsageError
+from . import naming as nm
+from . import steps as s
+from .errors import ClaimBusy, LockBusy, UsageError, Xen2KvmError
 from .plans import Plan
 from .process import Runner
 from .world import World
@@ -26,6 +30,9 @@ class Options:
     yes: bool = False
     inventory: Optional[str] = None  # with --host H listed in it, H's steps run over SSH
     known_hosts: Optional[str] = None
+    take_over: bool = False  # remove other runs' claims (the operator says they crashed)
+
+Planner = Callable[[World], Plan]
 
 
 @dataclass
@@ -34,6 +41,8 @@ class Ctx:
     out: TextIO = field(default_factory=lambda: sys.stdout)
     backends: Any = None
     _lock: Any = None  # what releases the run lock
+    _claim_key: str = ""
+    last: Optional[tuple[World, Plan]] = None  # the world and plan the last run() acted on
 
     @classmethod
     def open(cls, opts: Options, out: Optional[TextIO] = None) -> Ctx:
@@ -86,23 +95,82 @@ class Ctx:
             raise LockBusy(f"another xen2kvm run holds {path}; wait for it to finish") from None
         self._lock = functools.partial(os.close, fd)
 
-    def run(self, plan: Plan) -> int:
-        """Print the plan (dry-run) or execute it (-y); the same list either way."""
+    def run(self, planner: Union[Plan, Planner]) -> int:
+        """Print the plan (dry-run) or execute it (-y): under the host lock and a claim on each
+        volume it changes, planned again from a fresh read, so nothing read before the lock
+        is acted on. The claim and its release are steps like the others."""
+        replan = planner if callable(planner) else (lambda _w: planner)
+        w = self.world()
+        plan = replan(w)
+        self.last = (w, plan)
         for note in plan.notes:
             self.say(note)
+        claim = self._claim(w, plan.steps, ())
+        wrapped = [claim, *plan.steps, s.Unclaim(claim.key)] if claim else plan.steps
         if plan.steps and not self.opts.yes:
-            self.say(f"# dry-run: nothing changed; add -y to run these {len(plan.steps)} steps:")
-            for step in plan.steps:
+            self.say(f"# dry-run: nothing changed; add -y to run these {len(wrapped)} steps:")
+            for step in wrapped:
                 self.say(step.render())
         elif plan.steps:
-            if self._lock is None:
-                self.lock()
-            for step in plan.steps:
-                self.say("+ " + step.render().replace("\n", "\n  "))
-                step.apply(self)
+            plan = self._execute(replan, plan, claim)
+        elif self.opts.take_over and self.opts.yes:
+            self._drop_own_host_claims()
         for failure in plan.failures:
             print(f"xen2kvm: error: {failure}", file=sys.stderr)
         return 6 if plan.failures else 0
+
+    def _claim(self, w: World, steps: list, held: tuple[str, ...]) -> Optional[s.Claim]:
+        names = tuple(n for n in s.volumes_changed(steps, w.volumes) if n not in held)
+        if not names:
+            return None
+        if not self._claim_key:
+            self._claim_key = nm.claim_key(self.host.name, os.getpid(), secrets.token_hex(3))
+        mine = self._claim_key[len(nm.CLAIM_PREFIX):]
+        foreign = [(n, h) for n in names for h in nm.claims(w.volumes[n].tags) if h != mine]
+        if foreign and not self.opts.take_over:
+            raise ClaimBusy(s.claim_message(*foreign[0]))
+        return s.Claim(names, self._claim_key,
+                       tuple((n, nm.CLAIM_PREFIX + h) for n, h in foreign))
+
+    def _drop_own_host_claims(self) -> None:
+        """Nothing left to do, but a crash while releasing its claims left some: under the
+        host lock every claim of this host is a dead run's (claims are set only under it)."""
+        self.lock()
+        for v in self.world().volumes.values():
+            for holder in nm.claims(v.tags):
+                if holder.rsplit(".", 2)[0] == self.host.name:
+                    self._apply(s.SetTags(v.name, {nm.CLAIM_PREFIX + holder: None}))
+
+    def _apply(self, step: s.Step) -> None:
+        self.say("+ " + step.render().replace("\n", "\n  "))
+        step.apply(self)
+
+    def _execute(self, replan: Planner, plan: Plan, claim: Optional[s.Claim]) -> Plan:
+        if self._lock is None:
+            self.lock()
+        if claim is None:  # nothing to claim (host-only steps): the host lock is enough
+            for step in plan.steps:
+                self._apply(step)
+            return plan
+        try:
+            self._apply(claim)
+            w = self.world()
+            fresh = replan(w)
+            self.last = (w, fresh)
+            if fresh.steps != plan.steps:
+                self.say(f"# the cluster changed since it was read; running the fresh plan "
+                         f"({len(fresh.steps)} steps)")
+                for note in fresh.notes:
+                    self.say(note)
+            more = self._claim(w, fresh.steps, claim.names)
+            for step in ([more] if more else []) + fresh.steps:
+                self._apply(step)
+        except BaseException:
+            with contextlib.suppress(Xen2KvmError):  # the first error is the one to report
+                self._apply(s.Unclaim(claim.key))
+            raise
+        self._apply(s.Unclaim(claim.key))
+        return fresh
 
     def close(self) -> None:
         if self.backends is not None:

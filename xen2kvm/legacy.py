@@ -62,7 +62,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         args = build_parser().parse_args(argv)
         action = _action(args)
         opts = Options(args.backend, args.state, args.host, args.y, args.inventory,
-                       args.known_hosts)
+                       args.known_hosts, args.take_over)
         return run_with_ctx(opts, args.verbose, action)
 
     return guarded("xen2kvmDisk", body)

@@ -34,6 +34,11 @@ ROLE_META = "meta"
 ROLE_REPLACED = "replaced"
 OWN_ROLES = (ROLE_CLONE, ROLE_META, ROLE_REPLACED)
 
+# A run's claim on a volume it changes: a tag of its own per run (`x2kclaim.<host>.<pid>.<hex>`),
+# so two claimants never overwrite each other and each sees the other on read-back.
+CLAIM_PREFIX = "x2kclaim."
+CLAIM_ROOM = len(CLAIM_PREFIX) + 64 + 2  # one claim key (host up to 48 characters) and "=1"
+
 CLONE_PREFIX = "xen-"
 DM_PREFIX = "xen2kvm-"
 DM_LINEAR_SUFFIX = "-lin"
@@ -61,12 +66,26 @@ def check_tags(volume: str, tags: Mapping[str, Optional[str]]) -> None:
     for key, value in tags.items():
         if not TAG_NAME_RE.match(key) or not TAG_VALUE_RE.match(value or ""):
             raise PlanError(f"tag {key}={value} on {volume} has characters StorPool refuses")
-    total = len(volume) + sum(len(k) + 1 + len(v or "") for k, v in tags.items())
+    total = len(volume) + CLAIM_ROOM + sum(
+        len(k) + 1 + len(v or "") for k, v in tags.items() if not k.startswith(CLAIM_PREFIX))
     if total > NAME_AND_TAGS_MAX:
         raise PlanError(
             f"volume {volume} with its tags would be {total} bytes, over StorPool's "
             f"{NAME_AND_TAGS_MAX}; use shorter volume names"
         )
+
+
+def claim_key(host: str, pid: int, token: str) -> str:
+    key = f"{CLAIM_PREFIX}{host}.{pid}.{token}"
+    if len(key) + 2 > CLAIM_ROOM or not TAG_NAME_RE.match(key):
+        raise PlanError(f"host name {host!r} is too long or has characters a StorPool tag "
+                        "cannot hold; use a shorter --host")
+    return key
+
+
+def claims(tags: Mapping[str, str]) -> list[str]:
+    """The holders (host.pid.token) of the claims a volume carries."""
+    return sorted(k[len(CLAIM_PREFIX):] for k in tags if k.startswith(CLAIM_PREFIX))
 
 
 def is_own(tags: Mapping[str, str]) -> bool:

@@ -48,6 +48,7 @@ def plan_clone(w: World, xen_id: str, kvm_id: str, vm: Optional[str] = None) -> 
         if kvm.tags.get(nm.TAG_XEN):
             raise PlanError(f"a case-2 migration is in progress for {kvm.name} "
                             f"(xen={kvm.tags[nm.TAG_XEN]}); finish or undo it first")
+        refuse_other_migration(xen, kvm)
         if xen.size_bytes > kvm.size_bytes:
             raise PlanError(_too_big(xen, kvm.size_bytes))
         if old is not None:
@@ -56,16 +57,16 @@ def plan_clone(w: World, xen_id: str, kvm_id: str, vm: Optional[str] = None) -> 
         if vm:
             tags[nm.TAG_VS] = vm
         nm.check_tags(old_name, {**kvm.tags, **tags})
-        plan.add(s.SetTags(kvm.name, tags))
+        plan.add(s.CheckNotXenDisk(kvm.name, xen.name, w.host), s.SetTags(kvm.name, tags))
     if old is None:  # tagged, not yet renamed
         w.refuse_attached(kvm)
         plan.add(s.RenameVolume(kvm.name, old_name))
         want, have = kvm.size_bytes, None
     else:
         want, have = old.size_bytes, (kvm.size_bytes if kvm is not None else None)
-        if have is not None and have >= want:
-            raise PlanError(f"{kvm_name} was already replaced by a clone of {xen.name} "
-                            f"(the old volume is {old_name}); nothing to do")
+        if have is not None and have >= want:  # a rerun of a finished case-1: a no-op
+            return Plan(notes=[f"{kvm_name} was already replaced by a clone of {xen.name} "
+                               f"(the old volume is {old_name}); nothing to do"])
     if have is None:
         plan.add(s.CloneVolume(kvm_name, xen.name))
         have = xen.size_bytes
@@ -74,6 +75,40 @@ def plan_clone(w: World, xen_id: str, kvm_id: str, vm: Optional[str] = None) -> 
     plan.notes.append(f"case-1: {kvm_name} becomes a clone of {xen.name}; the old volume is kept "
                       f"as {old_name} until cleanup")
     return plan
+
+
+def refuse_other_migration(xen, kvm, clone_name: str = "") -> None:
+    """A typo must not restart a finished migration or mix two: refuse volumes that carry
+    `vs=` (done) or the KVM-side tag of another migration."""
+    for vol in {xen.name: xen, kvm.name: kvm}.values():
+        if vol.tags.get(nm.TAG_VS):
+            raise PlanError(f"{vol.name} was already migrated (tagged vs={vol.tags[nm.TAG_VS]}); "
+                            "a new prepare would bring its old data back: nothing to do "
+                            "(`xen2kvm status`; remove the tag by hand only to start over)")
+    theirs = [(v, v.tags[nm.TAG_XEN]) for v in (xen, kvm)
+              if v.tags.get(nm.TAG_XEN) and v.tags[nm.TAG_XEN] != clone_name]
+    if theirs:
+        vol, tag = theirs[0]
+        raise PlanError(f"{vol.name} belongs to another migration (xen={tag}); check -x and "
+                        f"-k (swapped?) and finish or undo that migration first")
+
+
+def _prepared_already(w: World, xen: str, kvm: str, clone, n: int) -> Plan:
+    if clone.tags.get(nm.TAG_KVM) != kvm or int(clone.tags.get(nm.TAG_N, 0)) != n:
+        raise PlanError(f"{kvm} was prepared with other arguments (clone {clone.name}, "
+                        f"N={clone.tags.get(nm.TAG_N)}); see `xen2kvm status`")
+    d = w.disk_for_kvm(kvm)
+    return Plan(notes=[f"{kvm} is already prepared from {xen} (phase "
+                       f"{d.phase if d else 'prepared'}); nothing to do"])
+
+
+def refuse_xen_attached(w: World, d: Disk) -> None:
+    """After prepare the XEN side must stay quiet: its writes would never reach KVM."""
+    xen = w.get(d.xen)
+    if xen is not None and not d.inplace and xen.attached:
+        raise PlanError(f"the XEN volume {xen.name} is attached to {', '.join(xen.attached)}: "
+                        "the XEN VM must stay off after prepare; power it off, then run "
+                        "`xen2kvm verify -y` (it tells whether the XEN VM wrote)")
 
 
 def _too_big(xen, room_bytes: int) -> str:
@@ -88,12 +123,13 @@ def plan_prepare(w: World, xen_id: str, kvm_id: str, n: int,
     inplace = xen.name == kvm.name
     clone_name = nm.clone_name(xen.name)
     meta0, meta1 = nm.meta_names(kvm.name)
-    if kvm.tags.get(nm.TAG_XEN):
-        d = w.disk_for_kvm(kvm.name)
-        phase = d.phase if d else "unknown"
-        raise PlanError(f"a migration is already in progress for {kvm.name} (phase {phase}, "
-                        f"xen={kvm.tags[nm.TAG_XEN]}); see `xen2kvm status`")
+    refuse_other_migration(xen, kvm, clone_name)
     clone = w.get(clone_name)
+    if kvm.tags.get(nm.TAG_XEN) and clone is not None:  # a rerun of a finished prepare
+        return _prepared_already(w, xen.name, kvm.name, clone, n)
+    if kvm.tags.get(nm.TAG_XEN):
+        raise PlanError(f"{kvm.name} is tagged xen={clone_name} but that clone is missing; "
+                        "check it by hand (`xen2kvm status`)")
     if clone is not None:
         t = clone.tags
         if t.get(nm.TAG_ROLE) != nm.ROLE_CLONE or t.get(nm.TAG_KVM) != kvm.name:
@@ -109,7 +145,7 @@ def plan_prepare(w: World, xen_id: str, kvm_id: str, n: int,
         korig = int(t[nm.TAG_KVM_SECTORS])
     else:
         korig = bytes_to_sectors(kvm.size_bytes)
-    w.refuse_attached(xen, allow_local=clone is not None)
+    w.refuse_attached(xen, allow_local=clone is not None and inplace)
     w.refuse_attached(kvm, allow_local=clone is not None)
     xen_size = clone.size_bytes if (clone is not None and inplace) else xen.size_bytes
     if clone is not None and clone.size_bytes != xen_size:
@@ -128,6 +164,8 @@ def plan_prepare(w: World, xen_id: str, kvm_id: str, n: int,
     nm.check_tags(clone_name, clone_tags)  # room for every tag it will carry
     plan = Plan()
     host = w.host
+    if not inplace and kvm.size_bytes == korig * SECTOR:  # swapped -x/-k: before any change
+        plan.add(s.CheckNotXenDisk(kvm.name, xen.name, host))
     if clone is None:
         plan.add(s.CloneVolume(clone_name, xen.name, {
             nm.TAG_ROLE: nm.ROLE_CLONE, nm.TAG_KVM: kvm.name, nm.TAG_N: str(n),
@@ -227,6 +265,7 @@ def plan_assemble(w: World, vm: str, disk_ids: Sequence[str], targets,
             plan.notes.append(f"{vm} {disk_id}: already assembled as {nm.mapper_path(d.raid)}")
             continue
         _check_sizes(w, d)
+        refuse_xen_attached(w, d)
         check_raid_target(targets)
         lin, one, _, resume = _tables(w, d, rates)
         joined = w.volumes[d.metas[1]].tags.get("leg1") == "joined"
@@ -267,6 +306,7 @@ def plan_sync(w: World, vm: Optional[str], targets, rates: dmtables.Rates = dmta
                                   f"{nm.volume_path(d.kvm)} directly")
                 continue
             _check_sizes(w, d)
+            refuse_xen_attached(w, d)
             _, _, rebuild, _ = _tables(w, d, rates)
             st = d.status
             if d.phase == ASSEMBLED:
