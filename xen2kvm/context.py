@@ -113,7 +113,7 @@ class Ctx:
                 self.say(step.render())
         elif plan.steps:
             plan = self._execute(replan, plan, claim)
-        elif self.opts.take_over and self.opts.yes:
+        if self.opts.take_over and self.opts.yes:
             self._drop_own_host_claims()
         for failure in plan.failures:
             print(f"xen2kvm: error: {failure}", file=sys.stderr)
@@ -133,9 +133,11 @@ class Ctx:
                        tuple((n, nm.CLAIM_PREFIX + h) for n, h in foreign))
 
     def _drop_own_host_claims(self) -> None:
-        """Nothing left to do, but a crash while releasing its claims left some: under the
-        host lock every claim of this host is a dead run's (claims are set only under it)."""
-        self.lock()
+        """--take-over: a crash left claims of this host, maybe on volumes the plan no longer
+        touches; under the host lock every claim of this host is a dead run's (claims are
+        set only under it)."""
+        if self._lock is None:
+            self.lock()
         for v in self.world().volumes.values():
             for holder in nm.claims(v.tags):
                 if holder.rsplit(".", 2)[0] == self.host.name:

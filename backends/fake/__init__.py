@@ -126,11 +126,13 @@ class FakeBackends:
 
     def close(self) -> None:
         """Save what the sim commands changed on the cluster object directly (they do not
-        count generations); a rehearsal command, so it does not merge with racing writers.
-        The folder stays open: tests edit the model and close again."""
+        count generations) unless another process saved since this one's last call: then the
+        copy here is stale, and saving it would undo that process's calls. The folder stays
+        open: tests edit the model and close again."""
         fcntl.flock(self._fd, fcntl.LOCK_EX)
         try:
-            if model.dump(self.cluster) != model.saved_bytes(self.state_dir):
+            if model.stamp(self.state_dir) in (self._seen, None) and \
+                    model.dump(self.cluster) != model.saved_bytes(self.state_dir):
                 model.save(self.cluster, self.state_dir)
                 self._generation, self._seen = (self.cluster.generation,
                                                 model.stamp(self.state_dir))

@@ -101,13 +101,17 @@ class Cluster:
         self.fault_at = k
 
 
-def stamp(state_dir: Path) -> Optional[tuple[int, int, int]]:
-    """What identifies one saved version of the state file (each save is a new file)."""
+MAGIC = b"x2kfake1"
+STAMP_BYTES = len(MAGIC) + 16  # the magic, then a random token new with every save
+
+
+def stamp(state_dir: Path) -> Optional[bytes]:
+    """What identifies one saved version (file times and inode numbers repeat too easily)."""
     try:
-        st = os.stat(Path(state_dir) / STATE_FILE)
-    except FileNotFoundError:
+        with open(Path(state_dir) / STATE_FILE, "rb") as f:
+            return f.read(STAMP_BYTES)
+    except (FileNotFoundError, IsADirectoryError):
         return None
-    return st.st_ino, st.st_mtime_ns, st.st_size
 
 
 def load(state_dir: Path) -> Cluster:
@@ -116,6 +120,9 @@ def load(state_dir: Path) -> Cluster:
         return Cluster()
     try:
         with open(path, "rb") as f:
+            if f.read(len(MAGIC)) != MAGIC:
+                raise ValueError("no magic")
+            f.seek(STAMP_BYTES)
             cluster = pickle.load(f)
     except (OSError, EOFError, pickle.UnpicklingError, ValueError, AttributeError,
             ImportError, IndexError, TypeError) as exc:
@@ -135,8 +142,9 @@ def dump(cluster: Cluster) -> bytes:
 
 
 def saved_bytes(state_dir: Path) -> bytes:
+    """The saved cluster's pickle, without the stamp."""
     path = Path(state_dir) / STATE_FILE
-    return path.read_bytes() if path.is_file() else b""
+    return path.read_bytes()[STAMP_BYTES:] if path.is_file() else b""
 
 
 def save(cluster: Cluster, state_dir: Path) -> None:
@@ -144,7 +152,7 @@ def save(cluster: Cluster, state_dir: Path) -> None:
     try:
         fd, tmp = tempfile.mkstemp(dir=state_dir, prefix=".cluster.")
         with os.fdopen(fd, "wb") as f:
-            f.write(dump(cluster))
+            f.write(MAGIC + os.urandom(STAMP_BYTES - len(MAGIC)) + dump(cluster))
         os.replace(tmp, state_dir / STATE_FILE)
     except OSError as exc:
         raise BackendError("stateUnwritable", f"cannot save the fake cluster in {state_dir} "
