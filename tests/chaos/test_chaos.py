@@ -23,6 +23,7 @@ import os
 import random
 import shutil
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -120,6 +121,7 @@ def spawn(state: Path, label: str, command: str, host: str, kill_at: int,
     if pid:
         return pid
     try:  # the child: a controller of its own, to its end or its SIGKILL
+        sys.settrace(None)  # coverage's tracer would only slow it: a child never reports
         log_fd = os.open(state / LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
         _traced(label, log_fd, notify, kill_at)
         rc, out = run(state, command, host)
@@ -150,8 +152,14 @@ def race(state: Path, command: str, hosts: tuple[str, str], rng: random.Random) 
 def check_invariant(state: Path, op: str, orig: dict[str, str], context: str) -> None:
     c = FakeBackends(str(state), "kvm1", Runner()).cluster
     assert digest(state, "xd") == orig["xd"] or op == "in-place", context
-    if op == "in-place":  # the original keeps its data from sector N on, the clone all of it
+    for v in c.volumes.values():  # a KVM-side tag always names a clone made for that volume
+        clone = c.volumes.get(v.tags.get(naming.TAG_XEN, ""))
+        assert naming.TAG_XEN not in v.tags or (
+            clone is not None and clone.tags.get(naming.TAG_KVM) == v.name), context
+    if op == "in-place":  # the original keeps all but sector 0, the clone all of it
         assert "xen-xd" not in c.volumes or digest(state, "xen-xd") == orig["xd"], context
+        assert c.volumes["xd"].size_bytes in (SIZE, SIZE + N * 512), f"{context}: grew twice"
+        assert digest(state, "xd", 512, SIZE) == orig["xd_tail"], context
         return
     if op == "case-1":
         old = naming.replaced_name("kd")
@@ -180,6 +188,7 @@ def test_chaos_two_controllers_and_kill_9(tmp_path):
         folder = tmp_path / f"fixture-{op}"
         orig = base(folder)
         orig["kd_tail"] = digest(folder, "kd", 512, KSIZE)
+        orig["xd_tail"] = digest(folder, "xd", 512, SIZE)
         for cmd in setup:
             assert run(folder, cmd)[0] == 0, cmd
         fixtures[op] = (folder, orig)
