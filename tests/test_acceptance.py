@@ -66,7 +66,8 @@ def test_verify_names_the_first_differing_offset(fake_rig):
         r = rig.run("xen2kvm verify -x xd -k kd -y")
         want = offset - 32 * 512 if volume == "kd" else offset
         assert r.rc == 5 and f"at byte {want} of the data" in r.err, r
-        store.write(offset, byte)
+        b = rig.backends()  # verify attached and detached meanwhile: a fresh copy
+        b.cluster.volumes[volume].store.write(offset, byte)
         b.cluster.generation += 1
         b.close()
     rig.ok("xen2kvm verify -x xd -k kd -y")

@@ -16,7 +16,7 @@ from xen2kvm import backends as registry
 
 from . import naming as nm
 from . import steps as s
-from .errors import ClaimBusy, LockBusy, UsageError, Xen2KvmError
+from .errors import ClaimBusy, LockBusy, UsageError
 from .plans import Plan
 from .process import Runner
 from .world import World
@@ -168,8 +168,9 @@ class Ctx:
             for step in ([more] if more else []) + fresh.steps:
                 self._apply(step)
         except BaseException:
-            with contextlib.suppress(Xen2KvmError):  # the first error is the one to report
-                self._apply(s.Unclaim(claim.key))
+            # not printed (stdout may be the broken pipe); the first error is the one to report
+            with contextlib.suppress(Exception):
+                s.Unclaim(claim.key).apply(self)
             raise
         self._apply(s.Unclaim(claim.key))
         return fresh

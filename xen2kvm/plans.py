@@ -57,9 +57,10 @@ def plan_clone(w: World, xen_id: str, kvm_id: str, vm: Optional[str] = None) -> 
         if vm:
             tags[nm.TAG_VS] = vm
         nm.check_tags(old_name, {**kvm.tags, **tags})
-        plan.add(s.CheckNotXenDisk(kvm.name, xen.name, w.host), s.SetTags(kvm.name, tags))
+        plan.add(*_detach_leftover(w, kvm), s.CheckNotXenDisk(kvm.name, xen.name, w.host),
+                 s.SetTags(kvm.name, tags))
     if old is None:  # tagged, not yet renamed
-        w.refuse_attached(kvm)
+        w.refuse_attached(kvm, allow_local=not marked)
         plan.add(s.RenameVolume(kvm.name, old_name))
         want, have = kvm.size_bytes, None
     else:
@@ -100,6 +101,13 @@ def _prepared_already(w: World, xen: str, kvm: str, clone, n: int) -> Plan:
     d = w.disk_for_kvm(kvm)
     return Plan(notes=[f"{kvm} is already prepared from {xen} (phase "
                        f"{d.phase if d else 'prepared'}); nothing to do"])
+
+
+def _detach_leftover(w: World, kvm) -> list[s.Step]:
+    """Attached here before anything was done: the swapped-disk look of a run that crashed,
+    or a VM using it. The detach tells them apart: StorPool refuses it while the VM has the
+    volume open, before any change."""
+    return [s.Detach(kvm.name, w.host)] if w.host in kvm.attached else []
 
 
 def refuse_xen_attached(w: World, d: Disk) -> None:
@@ -146,7 +154,7 @@ def plan_prepare(w: World, xen_id: str, kvm_id: str, n: int,
     else:
         korig = bytes_to_sectors(kvm.size_bytes)
     w.refuse_attached(xen, allow_local=clone is not None and inplace)
-    w.refuse_attached(kvm, allow_local=clone is not None)
+    w.refuse_attached(kvm, allow_local=clone is not None or not inplace)
     xen_size = clone.size_bytes if (clone is not None and inplace) else xen.size_bytes
     if clone is not None and clone.size_bytes != xen_size:
         raise PlanError(f"the size of {xen.name} changed during the migration "
@@ -165,7 +173,8 @@ def plan_prepare(w: World, xen_id: str, kvm_id: str, n: int,
     plan = Plan()
     host = w.host
     if not inplace and kvm.size_bytes == korig * SECTOR:  # swapped -x/-k: before any change
-        plan.add(s.CheckNotXenDisk(kvm.name, xen.name, host))
+        plan.add(*([] if clone else _detach_leftover(w, kvm)),
+                 s.CheckNotXenDisk(kvm.name, xen.name, host))
     if clone is None:
         plan.add(s.CloneVolume(clone_name, xen.name, {
             nm.TAG_ROLE: nm.ROLE_CLONE, nm.TAG_KVM: kvm.name, nm.TAG_N: str(n),

@@ -110,8 +110,10 @@ def stamp(state_dir: Path) -> Optional[bytes]:
     try:
         with open(Path(state_dir) / STATE_FILE, "rb") as f:
             return f.read(STAMP_BYTES)
-    except (FileNotFoundError, IsADirectoryError):
+    except FileNotFoundError:
         return None
+    except OSError:  # a directory or unreadable: load() says what is wrong
+        return b""
 
 
 def load(state_dir: Path) -> Cluster:
