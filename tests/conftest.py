@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import io
 import os
 import pickle
@@ -142,6 +143,19 @@ class Rig:
             return self.run(command)
 
 
+    # data safety: what a volume or snapshot holds, as one comparable value -------------------
+    def volume_state(self, name: str) -> tuple:
+        """(size, tags, sha256 of every byte) of a volume."""
+        v = self.volumes()[name]
+        data = self.read_volume(name, 0, v.size_bytes)
+        return v.size_bytes, dict(v.tags), hashlib.sha256(data).hexdigest()
+
+    def snapshot_digest(self, name: str) -> tuple:
+        """(size, sha256 of every byte) of a snapshot."""
+        size = self.snapshots()[name].size_bytes
+        return size, hashlib.sha256(self.read_snapshot(name, 0, size)).hexdigest()
+
+
 class FakeRig(Rig):
     """Drives the command lines in-process against a fake cluster saved in `state`."""
 
@@ -170,6 +184,8 @@ class FakeRig(Rig):
         seen += [(h.name, sorted((n, d.table, repr(d.raid), d.open_count)
                                  for n, d in h.dm.items()), sorted(h.sysctl.items()))
                  for h in c.hosts.values()]
+        seen += [(n, sn.size_bytes, sorted(sn.tags.items()), sorted(sn.store.chunks.items()))
+                 for n, sn in sorted(c.snapshots.items())]
         seen += [repr(vm) for vm in c.vms.values()] + [c.clock, c.fault_at]
         return pickle.dumps(seen)
 
@@ -227,6 +243,19 @@ class FakeRig(Rig):
 
     def dm_tables(self) -> dict[str, str]:
         return self.backends().host.dm_tables()
+
+    def snapshots(self) -> dict:
+        return {x.name: x for x in self.backends().storage.list_snapshots()}
+
+    def read_snapshot(self, name: str, offset: int, length: int) -> bytes:
+        return self.backends().cluster.snapshots[name].store.read(offset, length)
+
+    def is_running(self, vm: str) -> bool:
+        return self.backends().cluster.vms[vm].running
+
+    def fail_change(self, k: int) -> None:
+        """The k-th change to the cluster from now fails, as a crash there would."""
+        self.ok(f"xen2kvm sim fault {k}")
 
     def dm_status(self, name: str) -> str:
         return self.backends().host.dm_status(name)

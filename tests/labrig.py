@@ -28,6 +28,14 @@ SPEED_KEYS = ("dev.raid.speed_limit_min", "dev.raid.speed_limit_max")
 SETTLE = 60.0  # seconds a wait on the kernel may take before the test fails
 
 
+def _read(path: Path, offset: int, length: int) -> bytes:
+    """Bytes of a volume's (or snapshot's) file; past its end reads as zeros, like a device."""
+    with open(path, "rb") as f:
+        f.seek(offset)
+        data = f.read(length)
+    return data + bytes(length - len(data))
+
+
 class LabRig(Rig):
 
     def __init__(self, tmp: Path):
@@ -86,13 +94,26 @@ class LabRig(Rig):
                     for n, v in self.emu.volumes.items()}
 
     def read_volume(self, name: str, offset: int, length: int) -> bytes:
-        with open(self.emu.path(name), "rb") as f:
-            f.seek(offset)
-            data = f.read(length)
-        return data + bytes(length - len(data))
+        return _read(self.emu.path(name), offset, length)
 
     def dm_tables(self) -> dict[str, str]:
         return self.host.dm_tables()
+
+    def snapshots(self) -> dict:
+        from xen2kvm.backend import Snapshot
+
+        with self.emu.lock:
+            return {n: Snapshot(n, x["size"], dict(x["tags"]))
+                    for n, x in self.emu.snapshots.items()}
+
+    def read_snapshot(self, name: str, offset: int, length: int) -> bytes:
+        return _read(self.emu.snap_path(name), offset, length)
+
+    def is_running(self, vm: str) -> bool:
+        return self.vms[vm]["running"]
+
+    def fail_change(self, k: int) -> None:
+        self.emu.fail_change(k)
 
     def dm_status(self, name: str) -> str:
         return self.host.dm_status(name)
@@ -107,7 +128,7 @@ class LabRig(Rig):
         used = {w for t in tables.values() for w in t.split()}
         h = hashlib.sha256()
         with self.emu.lock:
-            h.update(json.dumps([self.emu.volumes, sorted(
+            h.update(json.dumps([self.emu.volumes, self.emu.snapshots, sorted(
                 (k, sorted(v.items())) for k, v in self.emu.attachments.items())],
                 sort_keys=True).encode())
             names = sorted(self.emu.volumes)

@@ -93,7 +93,7 @@ def test_in_place_checks_the_clone_before_the_original_changes(fake_rig):
     rig = fake_rig
     rig.ok("xen2kvm sim create-vm lnx --hypervisor xen --disk xd:4M")
     first = rig.read_volume("xd", 0, 4 * MIB)
-    rig.ok("xen2kvm sim fault 3")  # crash right after the claim and the clone
+    rig.ok("xen2kvm sim fault 4")  # crash right after the claim, the recovery point, the clone
     assert rig.run("xen2kvmDisk -y -x xd -k xd").rc != 0
     b = rig.backends()  # corrupt the clone behind the tool's back
     b.cluster.volumes["xen-xd"].store.write(4096, b"garbage")

@@ -30,6 +30,9 @@ def test_storpool_backend_without_configuration_is_one_line(capsys, monkeypatch,
     (["--backend", "fake", "status"], "needs a state folder"),
     (["--backend", "nosuch", "status"], "unknown backend"),
     (["prepare", "-x", "a"], "required"),
+    (["--backend", "fake", "--state", "/nonexistent", "abort"], "takes a VM or --disk"),
+    (["--backend", "fake", "--state", "/nonexistent", "purge", "vm1", "--disk", "d"],
+     "takes a VM or --disk"),
 ])
 def test_usage_errors_are_one_line(argv, message, capsys):
     assert cli.main(argv) == 2
@@ -40,6 +43,7 @@ def test_usage_errors_are_one_line(argv, message, capsys):
 @pytest.mark.parametrize("argv,message", [
     (["-z", "-x", "a"], "-z takes only -m VM"),
     (["-m", "vm", "-k", "b"], "-m takes only a VM id"),
+    (["-Z", "-z"], "-Z takes only -m VM"),
 ])
 def test_legacy_flag_combinations(argv, message, tmp_path, capsys):
     assert legacy.main(["--backend", "fake", "--state", str(tmp_path), *argv]) == 2

@@ -25,6 +25,11 @@ def observable(rig) -> tuple:
             digest.update(idx.to_bytes(8, "little") + chunk)
         vols.append((v.name, v.size_bytes, tuple(sorted(v.tags.items())),
                      tuple(sorted(c.attachments.get(v.name, {}))), digest.hexdigest()))
+    for x in sorted(c.snapshots.values(), key=lambda x: x.name):
+        digest = hashlib.sha256(b"".join(i.to_bytes(8, "little") + chunk
+                                         for i, chunk in sorted(x.store.chunks.items())))
+        vols.append((x.name, x.size_bytes, tuple(sorted(x.tags.items())), (),
+                     digest.hexdigest()))
     dms = []
     for h in sorted(c.hosts):
         host = b.host_named(h)
@@ -79,6 +84,25 @@ def _released(rig):
     rig.ok("xen2kvm release kvmlnx -y")
 
 
+def _syncing_stopped(rig):
+    _prepared_running(rig)
+    rig.ok("xen2kvmDisk -y -m kvmlnx")
+    rig.advance(2)
+    rig.ok("xen2kvm sim power off kvmlnx")
+
+
+def _ran_raw(rig):
+    _released(rig)
+    rig.ok("xen2kvmDisk -y -z -m kvmlnx")
+    rig.ok("xen2kvm sim power on kvmlnx")
+    rig.ok("xen2kvm sim power off kvmlnx")
+
+
+def _case1_cleaned(rig):
+    rig.ok("xen2kvmDisk -y -x wdisk -k kwdisk -b")
+    rig.ok("xen2kvmDisk -y -z")
+
+
 FLOWS = {
     "prepare": (lambda rig: None, "xen2kvmDisk -y -x ldisk -k kdisk -c -p {helper}"),
     "prepare-in-place": (lambda rig: None, "xen2kvmDisk -y -x ldisk -k ldisk"),
@@ -93,6 +117,14 @@ FLOWS = {
     "sync-completion": (_synced, "xen2kvmDisk -y -m kvmlnx"),
     "release": (_migrated_stopped, "xen2kvm release kvmlnx -y"),
     "cleanup": (_released, "xen2kvmDisk -y -z -m kvmlnx"),
+    "abort-syncing": (_syncing_stopped, "xen2kvm abort kvmlnx -y"),
+    "abort-released": (_released, "xen2kvm abort kvmlnx -y"),
+    "abort-case-1": (lambda rig: rig.ok("xen2kvmDisk -y -x wdisk -k kwdisk -b"),
+                     "xen2kvm abort --disk kwdisk -y"),
+    "abort-case-1-cleaned": (_case1_cleaned, "xen2kvm abort --disk kwdisk -y"),
+    "abort-in-place": (lambda rig: rig.ok("xen2kvmDisk -y -x ldisk -k ldisk"),
+                       "xen2kvm abort --disk ldisk -y"),
+    "purge": (_ran_raw, "xen2kvm purge kvmlnx -y"),
 }
 COUNTS: dict[str, int] = {}
 

@@ -20,6 +20,15 @@ class Volume:
     template: str = ""
 
 
+@dataclass(frozen=True)
+class Snapshot:
+    """A StorPool snapshot: read-only, copy-on-write, with tags of its own."""
+
+    name: str
+    size_bytes: int
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+
 class StorageBackend(Protocol):
     """Cluster-wide StorPool operations."""
 
@@ -41,6 +50,25 @@ class StorageBackend(Protocol):
 
     def delete_volume(self, name: str) -> None:
         """Delete a detached volume; deleting one already gone is success."""
+
+    def list_snapshots(self) -> list[Snapshot]:
+        """All snapshots with their tags, in one call."""
+
+    def create_snapshot(self, volume: str, name: str, tags: Mapping[str, str]) -> None:
+        """A named copy-on-write snapshot of `volume` (StorPool `VolumeSnapshot`)."""
+
+    def set_snapshot_tags(self, name: str, tags: Mapping[str, Optional[str]]) -> None:
+        """As set_tags, for a snapshot."""
+
+    def delete_snapshot(self, name: str) -> None:
+        """Delete a snapshot; deleting one already gone is success."""
+
+    def revert_volume(self, name: str, snapshot: str) -> None:
+        """Content and size of `name` become those of `snapshot`, one taken of it
+        (StorPool `VolumeRevert`); the volume must be detached."""
+
+    def create_from_snapshot(self, name: str, snapshot: str, tags: Mapping[str, str]) -> None:
+        """A new volume whose parent is `snapshot` (StorPool `VolumeCreate` with `parent`)."""
 
     def attach(self, name: str, host: str) -> None:
         """Attach read-write to `host`; a no-op when it already is."""

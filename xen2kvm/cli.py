@@ -84,6 +84,14 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("cleanup", help="delete the clones and metadata of migrated disks")
     c.add_argument("vm", nargs="?")
     _yes(c)
+    for name, text in (("abort", "put every volume of a migration back as it was before "
+                                 "xen2kvm (VM off); undoable until purge"),
+                       ("purge", "delete the recovery points of migrations whose KVM VM has "
+                                 "run from its raw volume since")):
+        c = sub.add_parser(name, help=text)
+        c.add_argument("vm", nargs="?")
+        c.add_argument("--disk", help="one disk instead of every disk of the VM")
+        _yes(c)
     c = sub.add_parser("status", help="each disk's phase")
     c.add_argument("vm", nargs="?")
     c.add_argument("--json", action="store_true")
@@ -141,6 +149,11 @@ def dispatch(ctx: Ctx, args) -> int:
                              args.interval)
     if cmd == "cleanup":
         return commands.cleanup(ctx, args.vm)
+    if cmd in ("abort", "purge"):
+        if (args.vm is None) == (args.disk is None):
+            raise UsageError(f"{cmd} takes a VM or --disk DISK (one of them; see xen2kvm "
+                             f"{cmd} --help)")
+        return getattr(commands, cmd)(ctx, args.vm, args.disk)
     if cmd == "status":
         return commands.status(ctx, args.vm, args.json)
     if cmd == "verify":

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from typing import Optional, Sequence
 
-from . import dmtables, mbr, plans
+from . import abort as undo
+from . import dmtables, mbr, plans, recovery
 from . import naming as nm
 from .context import Ctx
 from .dmstatus import SUPERBLOCK_MAGIC
@@ -56,8 +57,18 @@ def cleanup(ctx: Ctx, vm: Optional[str]) -> int:
     return ctx.run(lambda w: plans.plan_cleanup(w, vm))
 
 
+def abort(ctx: Ctx, vm: Optional[str], disk: Optional[str]) -> int:
+    return ctx.run(lambda w: undo.plan_abort(w, vm, disk))
+
+
+def purge(ctx: Ctx, vm: Optional[str], disk: Optional[str], every: bool = False) -> int:
+    return ctx.run(lambda w: undo.plan_purge(w, vm, disk, every))
+
+
 def status(ctx: Ctx, vm: Optional[str], as_json: bool = False) -> int:
     w = ctx.world()
+    groups = {g.migration: g for g in (recovery.latest(w, m) for m in
+                                        {x.migration for x in recovery.groups(w)}) if g}
     rows = []
     for d in w.disks():
         if vm and d.vm != vm:
@@ -69,6 +80,11 @@ def status(ctx: Ctx, vm: Optional[str], as_json: bool = False) -> int:
             "host": d.host, "done": st.done if st else None, "total": st.total if st else None,
             "health": st.health if st else None, "problem": d.problem,
         })
+    rows += _rows_without_clone(w, groups, {r["kvm"] for r in rows}, vm)
+    for r in rows:
+        g = groups.get(r["kvm"])
+        r["recovery"] = ({"state": recovery.state(w, g), "generation": g.gen,
+                          "points": g.names()} if g else None)
     if as_json:
         ctx.say(json.dumps(rows, indent=2))
         return 0
@@ -84,7 +100,24 @@ def status(ctx: Ctx, vm: Optional[str], as_json: bool = False) -> int:
         prog = f"{100.0 * r['done'] / r['total']:.1f}%" if r["total"] else "-"
         ctx.say(f"{r['vm']:<12} {r['disk']:<16} {r['phase']:<11} {prog:>9}  {r['kvm']}"
                 + (f"  ! {r['problem']}" if r["problem"] else ""))
+    for r in rows:
+        if r["recovery"]:
+            rp = r["recovery"]
+            ctx.say(f"recovery points of {r['kvm']} ({rp['state']}): {', '.join(rp['points'])}")
     return 0
+
+
+def _rows_without_clone(w, groups, seen, vm: Optional[str]) -> list[dict]:
+    """Case-1 replaces, cleaned and aborted migrations: known by their recovery points."""
+    rows = []
+    for name, g in sorted(groups.items()):
+        if name in seen or (vm and g.vm != vm):
+            continue
+        phase, problem = recovery.phase_without_clone(w, g)
+        rows.append({"vm": g.vm or "-", "disk": nm.disk_of(name), "phase": phase, "kvm": name,
+                     "xen": None, "clone": None, "n": None, "host": None, "done": None,
+                     "total": None, "health": None, "problem": problem})
+    return rows
 
 
 def verify(ctx: Ctx, xen_id: str, kvm_id: str) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import functools
 import os
@@ -120,7 +121,10 @@ class Ctx:
         return 6 if plan.failures else 0
 
     def _claim(self, w: World, steps: list, held: tuple[str, ...]) -> Optional[s.Claim]:
-        names = tuple(n for n in s.volumes_changed(steps, w.volumes) if n not in held)
+        # the operator's volumes: the tool's own are reached only through them (their tag
+        # budget has no room for a claim)
+        names = tuple(n for n in s.volumes_changed(steps, w.volumes)
+                      if n not in held and not nm.is_own(w.volumes[n].tags))
         if not names:
             return None
         if not self._claim_key:
@@ -131,6 +135,16 @@ class Ctx:
             raise ClaimBusy(s.claim_message(*foreign[0]))
         return s.Claim(names, self._claim_key,
                        tuple((n, nm.CLAIM_PREFIX + h) for n, h in foreign))
+
+    def _world_unclaimed(self, key: str) -> World:
+        """The fresh world as a planner must see it: without this run's own claim (a recovery
+        point must not record it, a plan must not differ for it)."""
+        w = self.world()
+        for name, v in w.volumes.items():
+            if key in v.tags:
+                w.volumes[name] = dataclasses.replace(
+                    v, tags={k: t for k, t in v.tags.items() if k != key})
+        return w
 
     def _drop_own_host_claims(self) -> None:
         """--take-over: a crash left claims of this host, maybe on volumes the plan no longer
@@ -156,7 +170,7 @@ class Ctx:
             return plan
         try:
             self._apply(claim)
-            w = self.world()
+            w = self._world_unclaimed(claim.key)
             fresh = replan(w)
             self.last = (w, fresh)
             if fresh.steps != plan.steps:

@@ -4,6 +4,7 @@
     xen2kvmDisk [-y] -x XEN -k KVM [-c] [-p HELPER]    case-2 prepare (in-place when XEN == KVM)
     xen2kvmDisk [-y] -m [VM]                          sync: progress, retag when in sync
     xen2kvmDisk [-y] -z [-m VM]                       cleanup
+    xen2kvmDisk [-y] -Z [-m VM]                       purge recovery points (xen2kvm purge)
 Without -y it prints what it would run and changes nothing.
 """
 
@@ -34,10 +35,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-p", metavar="HELPER", help="program run on the clone's block device")
     p.add_argument("-m", nargs="?", const=ALL, metavar="VM", help="sync (all local VMs)")
     p.add_argument("-z", action="store_true", help="delete clones tagged vs=VM")
+    p.add_argument("-Z", action="store_true", dest="purge",
+                   help="delete recovery points of migrations whose VM ran from its raw disk")
     return p
 
 
 def _action(args):
+    if args.purge:
+        if args.z or args.x or args.k or args.b or args.c or args.p:
+            raise UsageError("-Z takes only -m VM; see xen2kvmDisk --help")
+        return lambda ctx: commands.purge(ctx, args.m or None, None, every=not args.m)
     if args.z:
         if args.x or args.k or args.b or args.c or args.p:
             raise UsageError("-z takes only -m VM; see xen2kvmDisk --help")

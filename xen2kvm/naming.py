@@ -37,7 +37,7 @@ OWN_ROLES = (ROLE_CLONE, ROLE_META, ROLE_REPLACED)
 # A run's claim on a volume it changes: a tag of its own per run (`x2kclaim.<host>.<pid>.<hex>`),
 # so two claimants never overwrite each other and each sees the other on read-back.
 CLAIM_PREFIX = "x2kclaim."
-CLAIM_ROOM = len(CLAIM_PREFIX) + 64 + 2  # one claim key (host up to 48 characters) and "=1"
+CLAIM_ROOM = len(CLAIM_PREFIX) + 48 + 2  # one claim key (host up to 32 characters) and "=1"
 
 CLONE_PREFIX = "xen-"
 DM_PREFIX = "xen2kvm-"
@@ -66,13 +66,18 @@ def check_tags(volume: str, tags: Mapping[str, Optional[str]]) -> None:
     for key, value in tags.items():
         if not TAG_NAME_RE.match(key) or not TAG_VALUE_RE.match(value or ""):
             raise PlanError(f"tag {key}={value} on {volume} has characters StorPool refuses")
-    total = len(volume) + CLAIM_ROOM + sum(
-        len(k) + 1 + len(v or "") for k, v in tags.items() if not k.startswith(CLAIM_PREFIX))
+    total = len(volume) + sum(len(k) + 1 + len(v or "") for k, v in tags.items())
     if total > NAME_AND_TAGS_MAX:
         raise PlanError(
             f"volume {volume} with its tags would be {total} bytes, over StorPool's "
             f"{NAME_AND_TAGS_MAX}; use shorter volume names"
         )
+
+
+def check_claimable(volume: str, tags: Mapping[str, Optional[str]]) -> None:
+    """An operator's volume with every tag it will carry must leave room for a run's claim."""
+    check_tags(volume, {**{k: v for k, v in tags.items() if not k.startswith(CLAIM_PREFIX)},
+                        CLAIM_PREFIX: "x" * (CLAIM_ROOM - len(CLAIM_PREFIX) - 1)})
 
 
 def claim_key(host: str, pid: int, token: str) -> str:
@@ -158,3 +163,66 @@ def volume_path(name: str) -> str:
 
 def mapper_path(name: str) -> str:
     return f"/dev/mapper/{name}"
+
+
+# Recovery points: StorPool snapshots taken before the tool first changes a pre-existing volume.
+# Snapshots do not inherit volume tags, so a recovery point carries what abort needs in its own
+# tags: the migration it belongs to (`m`, the KVM volume), the volume it was taken of (`v`,
+# left out when that is `m`: StorPool gives a name and its tags 200 bytes), its generation
+# (`g`, a new one per migration of the same volume), the volume's tags then (`o.<tag>`),
+# `c1=1` for case-1; later `vm=<VM>` at the first power-on, `ab=1` once aborted, `ran=1`
+# once the VM ran from its raw KVM volume after the end (what makes it purgeable).
+SNAP_NAME_RE = re.compile(r"^\*?[A-Za-z0-9_\-.:@]+$")
+ROLE_RP = "rp"
+ROLE_UNDO = "undo"
+TAG_RP_VOLUME = "v"
+TAG_RP_MIGRATION = "m"
+TAG_RP_GEN = "g"
+TAG_RP_CASE1 = "c1"
+TAG_RP_ABORTED = "ab"
+TAG_RP_RAN = "ran"
+TAG_RP_VM = "vm"
+ORIG_TAG_PREFIX = "o."
+
+
+def recovery_point_name(volume: str, gen: int) -> str:
+    return f"x2krp{gen}-{volume}"
+
+
+def undo_point_name(volume: str, gen: int) -> str:
+    return f"x2kundo{gen}-{volume}"
+
+
+def recovery_tags(volume: str, migration: str, gen: int, original: Mapping[str, str],
+                  case1: bool = False) -> dict[str, str]:
+    tags = {TAG_ROLE: ROLE_RP, TAG_RP_MIGRATION: migration, TAG_RP_GEN: str(gen)}
+    if volume != migration:
+        tags[TAG_RP_VOLUME] = volume
+    if case1:
+        tags[TAG_RP_CASE1] = "1"
+    tags.update({ORIG_TAG_PREFIX + k: v for k, v in sorted(original.items())})
+    return tags
+
+
+def rp_volume(tags: Mapping[str, str]) -> str:
+    """The volume a recovery (or undo) point was taken of."""
+    return tags.get(TAG_RP_VOLUME) or tags.get(TAG_RP_MIGRATION, "")
+
+
+def original_tags(rp_tags: Mapping[str, str]) -> dict[str, str]:
+    """The volume's own tags when the recovery point was taken."""
+    n = len(ORIG_TAG_PREFIX)
+    return {k[n:]: v for k, v in rp_tags.items() if k.startswith(ORIG_TAG_PREFIX)}
+
+
+def check_recovery_tags(snapshot: str, tags: Mapping[str, Optional[str]]) -> None:
+    """Refuse before any change when a recovery point could not record what abort needs
+    (StorPool's 200 bytes for a name and its tags), with room for the later marks."""
+    if len(snapshot) >= NAME_AND_TAGS_MAX or not SNAP_NAME_RE.match(snapshot):
+        raise PlanError(f"recovery point name {snapshot} is not a valid StorPool snapshot "
+                        "name; use shorter volume names")
+    try:
+        check_tags(snapshot, {**tags, TAG_RP_ABORTED: "1", TAG_RP_RAN: "1", TAG_RP_VM: "x" * 64})
+    except PlanError as exc:
+        raise PlanError(f"recovery point {snapshot} could not record what abort needs: "
+                        f"{exc}") from None

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
-from . import dmtables, mbr
+from . import dmtables, mbr, recovery
 from . import naming as nm
 from . import steps as s
 from .dmstatus import check_raid_target
@@ -44,6 +44,10 @@ def plan_clone(w: World, xen_id: str, kvm_id: str, vm: Optional[str] = None) -> 
     kvm, old = w.get(kvm_name), w.get(old_name)
     w.refuse_attached(xen)
     plan = Plan()
+    if not marked:  # swapped -x/-k: look before anything, the recovery point included
+        plan.add(*_detach_leftover(w, kvm), s.CheckNotXenDisk(kvm.name, xen.name, w.host))
+    if old is None:  # the volume still has its name: recover it from before the first change
+        plan.add(*recovery.take_points(w, kvm_name, [kvm], case1=True))
     if not marked:  # nothing done yet
         if kvm.tags.get(nm.TAG_XEN):
             raise PlanError(f"a case-2 migration is in progress for {kvm.name} "
@@ -57,8 +61,7 @@ def plan_clone(w: World, xen_id: str, kvm_id: str, vm: Optional[str] = None) -> 
         if vm:
             tags[nm.TAG_VS] = vm
         nm.check_tags(old_name, {**kvm.tags, **tags})
-        plan.add(*_detach_leftover(w, kvm), s.CheckNotXenDisk(kvm.name, xen.name, w.host),
-                 s.SetTags(kvm.name, tags))
+        plan.add(s.SetTags(kvm.name, tags))
     if old is None:  # tagged, not yet renamed
         w.refuse_attached(kvm, allow_local=not marked)
         plan.add(s.RenameVolume(kvm.name, old_name))
@@ -170,12 +173,15 @@ def plan_prepare(w: World, xen_id: str, kvm_id: str, n: int,
     clone_tags = {nm.TAG_ROLE: nm.ROLE_CLONE, nm.TAG_KVM: kvm.name, nm.TAG_N: str(n),
                   nm.TAG_KVM_SECTORS: str(korig), nm.TAG_HELPER: "ok", nm.TAG_VS: "x" * 64}
     nm.check_tags(clone_name, clone_tags)  # room for every tag it will carry
+    nm.check_claimable(kvm.name, {**kvm.tags, nm.TAG_XEN: clone_name})
+    nm.check_claimable(xen.name, {**xen.tags, nm.TAG_VS: "x" * 64})
     plan = Plan()
     host = w.host
     if not inplace and kvm.size_bytes == korig * SECTOR:  # swapped -x/-k: before any change
         plan.add(*([] if clone else _detach_leftover(w, kvm)),
                  s.CheckNotXenDisk(kvm.name, xen.name, host))
-    if clone is None:
+    if clone is None:  # nothing changed yet: recovery points of what it will change come first
+        plan.add(*recovery.take_points(w, kvm.name, [kvm] if inplace else [kvm, xen]))
         plan.add(s.CloneVolume(clone_name, xen.name, {
             nm.TAG_ROLE: nm.ROLE_CLONE, nm.TAG_KVM: kvm.name, nm.TAG_N: str(n),
             nm.TAG_KVM_SECTORS: str(korig)}))
@@ -259,7 +265,7 @@ def plan_assemble(w: World, vm: str, disk_ids: Sequence[str], targets,
         kvm = w.resolve(disk_id)
         clone_name = kvm.tags.get(nm.TAG_XEN)
         if not clone_name:
-            plan.add(s.Attach(kvm.name, w.host))
+            plan.add(s.Attach(kvm.name, w.host), *recovery.mark_ran(w, kvm, vm))
             plan.notes.append(f"{vm} {disk_id}: not migrating; the VM uses "
                               f"{nm.volume_path(kvm.name)} directly")
             continue
@@ -278,6 +284,7 @@ def plan_assemble(w: World, vm: str, disk_ids: Sequence[str], targets,
         check_raid_target(targets)
         lin, one, _, resume = _tables(w, d, rates)
         joined = w.volumes[d.metas[1]].tags.get("leg1") == "joined"
+        plan.add(*recovery.mark_vm(w, d.kvm, vm))
         plan.add(*(s.Attach(v, w.host) for v in (d.kvm, d.clone, *d.metas)))
         if d.linear not in w.dm:
             plan.add(s.DmCreate(d.linear, lin))
@@ -396,6 +403,8 @@ def plan_cleanup(w: World, vm: Optional[str]) -> Plan:
         if expected is not None and v.name not in expected:
             continue
         owner = w.get(kvm)
+        if role == nm.ROLE_REPLACED and not _replaced_deletable(w, v, owner, plan):
+            continue
         if role != nm.ROLE_REPLACED and owner is not None and owner.tags.get(nm.TAG_XEN):
             raise PlanError(f"{v.name} belongs to {kvm}, which is still migrating "
                             f"(xen={owner.tags[nm.TAG_XEN]}); finish the sync first")
@@ -408,3 +417,19 @@ def plan_cleanup(w: World, vm: Optional[str]) -> Plan:
     if not victims:
         plan.notes.append("nothing to clean up" + (f" for VM {vm}" if vm else ""))
     return plan
+
+
+def _replaced_deletable(w: World, old, kvm, plan: Plan) -> bool:
+    """A case-1 `x2kold-` volume goes only once the replace is complete (else a rerun could not
+    finish it) and only when a recovery point holds its data (else it is the only copy)."""
+    name = old.tags[nm.TAG_KVM]
+    if kvm is None or nm.is_own(kvm.tags) or kvm.size_bytes < old.size_bytes:
+        plan.notes.append(f"keeping {old.name}: the case-1 replace of {name} is unfinished; "
+                          f"rerun the same case-1 command (or `xen2kvm abort --disk {name}`)")
+        return False
+    g = recovery.latest(w, name)
+    if g is None or g.point_of(name) is None:
+        plan.notes.append(f"keeping {old.name}: no recovery point holds its data; "
+                          f"delete it by hand once it is no longer needed")
+        return False
+    return True

@@ -155,6 +155,7 @@ def show(ctx: Ctx, as_json: bool) -> int:
         "volumes": [dataclasses.asdict(v) | {"allocated_bytes": cluster.volumes[v.name]
                                               .store.allocated_bytes}
                     for v in ctx.storage.list_volumes()],
+        "snapshots": [dataclasses.asdict(x) for x in ctx.storage.list_snapshots()],
         "hosts": {h.name: {"dm": {n: {"table": d.table, "status":
                                       ctx.backends.host_named(h.name).dm_status(n)}
                                   for n, d in h.dm.items()}, "sysctl": h.sysctl}
@@ -170,6 +171,9 @@ def show(ctx: Ctx, as_json: bool) -> int:
         tags = " ".join(f"{k}={val}" for k, val in sorted(v["tags"].items()))
         att = ",".join(v["attached"]) or "-"
         ctx.say(f"volume {v['name']:<28} {v['size_bytes']:>14}  attached={att:<6} {tags}")
+    for x in data["snapshots"]:
+        tags = " ".join(f"{k}={val}" for k, val in sorted(x["tags"].items()))
+        ctx.say(f"snapshot {x['name']:<26} {x['size_bytes']:>14}  {tags}")
     for hname, h in data["hosts"].items():
         for n, d in h["dm"].items():
             ctx.say(f"{hname} dm {n}: {d['status'].splitlines()[0]}")

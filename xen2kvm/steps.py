@@ -359,3 +359,69 @@ def volumes_changed(steps, existing) -> tuple[str, ...]:
             if isinstance(value, str) and value in existing:
                 out[value] = None
     return tuple(out)
+
+
+# recovery points -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TakeRecoveryPoint(Step):
+    """A snapshot of a volume before the tool first changes it; its tags say what it was."""
+
+    volume: str
+    snapshot: str
+    tags: Mapping[str, str]
+
+    def render(self) -> str:
+        return " ".join(["storpool volume", self.volume, "snapshot", self.snapshot,
+                         *_tags(self.tags)])
+
+    def apply(self, ctx) -> None:
+        ctx.storage.create_snapshot(self.volume, self.snapshot, dict(self.tags))
+
+
+@dataclass(frozen=True)
+class SetSnapshotTags(Step):
+    name: str
+    tags: Mapping[str, Optional[str]]
+
+    def render(self) -> str:
+        return " ".join(["storpool snapshot", self.name, *_tags(self.tags)])
+
+    def apply(self, ctx) -> None:
+        ctx.storage.set_snapshot_tags(self.name, dict(self.tags))
+
+
+@dataclass(frozen=True)
+class DeleteSnapshot(Step):
+    name: str
+
+    def render(self) -> str:
+        return f"storpool -B snapshot {self.name} delete {self.name}"
+
+    def apply(self, ctx) -> None:
+        ctx.storage.delete_snapshot(self.name)
+
+
+@dataclass(frozen=True)
+class RevertVolume(Step):
+    volume: str
+    snapshot: str
+
+    def render(self) -> str:
+        return f"storpool volume {self.volume} revertToSnapshot {self.snapshot}"
+
+    def apply(self, ctx) -> None:
+        ctx.storage.revert_volume(self.volume, self.snapshot)
+
+
+@dataclass(frozen=True)
+class CreateFromSnapshot(Step):
+    name: str
+    snapshot: str
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+    def render(self) -> str:
+        return " ".join(["storpool volume", self.name, "parent", self.snapshot,
+                         *_tags(self.tags), "create"])
+
+    def apply(self, ctx) -> None:
+        ctx.storage.create_from_snapshot(self.name, self.snapshot, dict(self.tags))

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from . import naming as nm
-from .backend import Volume
+from .backend import Snapshot, Volume
 from .dmstatus import RaidStatus, parse_status
 from .errors import PlanError
 
@@ -56,17 +56,19 @@ class World:
     host: str
     dm: dict[str, str]
     statuses: dict[str, RaidStatus] = field(default_factory=dict)
+    snapshots: dict[str, Snapshot] = field(default_factory=dict)
 
     @classmethod
     def read(cls, storage, host) -> World:
         volumes = {v.name: v for v in storage.list_volumes()}
+        snapshots = {s.name: s for s in storage.list_snapshots()}
         dm, raw = host.dm_snapshot()
         statuses = {}
         for name, table in dm.items():
             parsed = nm.parse_dm_name(name)
             if parsed and not parsed[2] and " raid " in f" {table} " and name in raw:
                 statuses[name] = parse_status(raw[name])
-        return cls(volumes, host.name, dm, statuses)
+        return cls(volumes, host.name, dm, statuses, snapshots)
 
     # lookups --------------------------------------------------------------------------------
     def resolve(self, identifier: str) -> Volume:

@@ -30,6 +30,18 @@ class FakeVolume:
     tags: dict[str, str] = field(default_factory=dict)
     store: SparseStore = field(default_factory=SparseStore)
     failing: bool = False  # writes fail with EIO, as on a full backing store
+    lineage: int = 0  # which snapshots it may be reverted to (those taken of the same lineage)
+
+
+@dataclass
+class FakeSnapshot:
+    """Read-only, copy-on-write (shares the volume's chunks), tags of its own."""
+
+    name: str
+    size_bytes: int
+    tags: dict[str, str]
+    store: SparseStore
+    lineage: int
 
 
 @dataclass
@@ -72,6 +84,8 @@ class SimVM:
 @dataclass
 class Cluster:
     volumes: dict[str, FakeVolume] = field(default_factory=dict)
+    snapshots: dict[str, FakeSnapshot] = field(default_factory=dict)
+    next_lineage: int = 1
     attachments: dict[str, dict[str, str]] = field(default_factory=dict)
     hosts: dict[str, HostState] = field(default_factory=dict)
     vms: dict[str, SimVM] = field(default_factory=dict)
@@ -84,6 +98,10 @@ class Cluster:
         if name not in self.hosts:
             self.hosts[name] = HostState(name, len(self.hosts) + 1)
         return self.hosts[name]
+
+    def new_lineage(self) -> int:
+        self.next_lineage += 1
+        return self.next_lineage
 
     def mutate(self, call: str) -> None:
         """Every state-changing call passes here first: the fault hook and the dirty mark."""

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Mapping, Optional
 
 from xen2kvm import naming
-from xen2kvm.backend import Volume
+from xen2kvm.backend import Snapshot, Volume
 from xen2kvm.errors import BackendError
 
-from .model import Cluster, FakeVolume
+from .model import Cluster, FakeSnapshot, FakeVolume
 
 
 def _err(name: str, descr: str) -> BackendError:
@@ -26,6 +26,10 @@ class FakeStorage:
                    tuple(sorted(self.c.attachments.get(v.name, {}))))
             for v in sorted(self.c.volumes.values(), key=lambda v: v.name)
         ]
+
+    def list_snapshots(self) -> list[Snapshot]:
+        return [Snapshot(s.name, s.size_bytes, dict(s.tags))
+                for s in sorted(self.c.snapshots.values(), key=lambda s: s.name)]
 
     # rules -------------------------------------------------------------------------------
     def _get(self, name: str) -> FakeVolume:
@@ -66,7 +70,8 @@ class FakeStorage:
         self.c.mutate(f"volume {name} create")
         if name in self.c.volumes:
             raise _err("objectExists", f"volume {name} already exists")
-        self.c.volumes[name] = FakeVolume(name, size_bytes, dict(tags))
+        self.c.volumes[name] = FakeVolume(name, size_bytes, dict(tags),
+                                          lineage=self.c.new_lineage())
 
     def clone_volume(self, name: str, source: str, tags: Mapping[str, str]) -> None:
         self._check_name(name)
@@ -75,7 +80,8 @@ class FakeStorage:
         src = self._get(source)
         if name in self.c.volumes:
             raise _err("objectExists", f"volume {name} already exists")
-        self.c.volumes[name] = FakeVolume(name, src.size_bytes, dict(tags), src.store.copy())
+        self.c.volumes[name] = FakeVolume(name, src.size_bytes, dict(tags), src.store.copy(),
+                                          lineage=self.c.new_lineage())
 
     def grow_volume(self, name: str, add_bytes: int) -> None:
         self._check_size(add_bytes, "sizeAdd")
@@ -83,12 +89,14 @@ class FakeStorage:
         self._get(name).size_bytes += add_bytes
 
     def set_tags(self, name: str, tags: Mapping[str, Optional[str]]) -> None:
-        vol = self._get(name)
-        merged = {k: v for k, v in {**vol.tags, **tags}.items() if v}
-        self._check_tags(name, merged)
-        self._check_tags(name, tags)
-        self.c.mutate(f"volume {name} tag update")
-        vol.tags = merged
+        self._merge_tags(self._get(name), tags, f"volume {name} tag update")
+
+    def _merge_tags(self, obj, tags: Mapping[str, Optional[str]], call: str) -> None:
+        merged = {k: v for k, v in {**obj.tags, **tags}.items() if v}
+        self._check_tags(obj.name, merged)
+        self._check_tags(obj.name, tags)
+        self.c.mutate(call)
+        obj.tags = merged
 
     def rename_volume(self, name: str, new_name: str) -> None:
         self._check_name(new_name)
@@ -140,3 +148,49 @@ class FakeStorage:
             del current[h]
         if not current:
             self.c.attachments.pop(name, None)
+
+    # snapshots ----------------------------------------------------------------------------
+    def _snap(self, name: str) -> FakeSnapshot:
+        if name not in self.c.snapshots:
+            raise _err("objectDoesNotExist", f"snapshot {name} does not exist")
+        return self.c.snapshots[name]
+
+    @staticmethod
+    def _check_snap_name(name: str) -> None:
+        if not naming.SNAP_NAME_RE.match(name) or len(name) >= 200 or name in naming.RESERVED:
+            raise _err("invalidParam", f"invalid snapshot name {name!r}")
+
+    def create_snapshot(self, volume: str, name: str, tags: Mapping[str, str]) -> None:
+        self._check_snap_name(name)
+        self._check_tags(name, tags)
+        self.c.mutate(f"volume {volume} snapshot {name}")
+        vol = self._get(volume)
+        if name in self.c.snapshots:
+            raise _err("objectExists", f"snapshot {name} already exists")
+        self.c.snapshots[name] = FakeSnapshot(name, vol.size_bytes, dict(tags), vol.store.copy(),
+                                              vol.lineage)
+
+    def set_snapshot_tags(self, name: str, tags: Mapping[str, Optional[str]]) -> None:
+        self._merge_tags(self._snap(name), tags, f"snapshot {name} tag update")
+
+    def delete_snapshot(self, name: str) -> None:
+        self.c.mutate(f"snapshot {name} delete")
+        self.c.snapshots.pop(name, None)
+
+    def revert_volume(self, name: str, snapshot: str) -> None:
+        vol, snap = self._get(name), self._snap(snapshot)
+        if snap.lineage != vol.lineage:
+            raise _err("invalidParam", f"snapshot {snapshot} is not a snapshot of volume {name}")
+        self._busy(name, "revert")
+        self.c.mutate(f"volume {name} revertToSnapshot {snapshot}")
+        vol.store, vol.size_bytes = snap.store.copy(), snap.size_bytes
+
+    def create_from_snapshot(self, name: str, snapshot: str, tags: Mapping[str, str]) -> None:
+        self._check_name(name)
+        self._check_tags(name, tags)
+        self.c.mutate(f"volume {name} parent {snapshot} create")
+        snap = self._snap(snapshot)
+        if name in self.c.volumes:
+            raise _err("objectExists", f"volume {name} already exists")
+        self.c.volumes[name] = FakeVolume(name, snap.size_bytes, dict(tags), snap.store.copy(),
+                                          lineage=snap.lineage)

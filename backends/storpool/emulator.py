@@ -29,7 +29,9 @@ from typing import Any, Optional
 NAME_RE = re.compile(r"^[A-Za-z0-9_\-.:]+$")
 TAG_NAME_RE = re.compile(r"^[A-Za-z0-9_\-.:]+$")
 TAG_VALUE_RE = re.compile(r"^[A-Za-z0-9_\-.:]*$")
-READS = {"VolumesList", "Volume", "AttachmentsList", "VolumeGetInfo"}
+READS = {"VolumesList", "Volume", "AttachmentsList", "VolumeGetInfo", "SnapshotsList",
+         "Snapshot"}
+SNAP_NAME_RE = re.compile(r"^\*?[A-Za-z0-9_\-.:@]+$")
 
 
 class ApiFailure(Exception):
@@ -113,11 +115,13 @@ class Emulator:
         self.devices = Devices(dev_root, use_loop)
         self.lock = threading.RLock()
         self.volumes: dict[str, dict[str, Any]] = {}
+        self.snapshots: dict[str, dict[str, Any]] = {}
         self.attachments: dict[str, dict[int, str]] = {}
         self.generation = 0
         self.next_id = 1
         self.calls: collections.Counter = collections.Counter()
         self.faults: dict[str, list] = {}
+        self.change_fault: Optional[int] = None
         self._load()
 
     # persistence -------------------------------------------------------------------------
@@ -128,21 +132,35 @@ class Emulator:
         if self._state_file().exists():
             st = json.loads(self._state_file().read_text())
             self.volumes, self.generation, self.next_id = st["volumes"], st["gen"], st["next"]
+            self.snapshots = st.get("snapshots", {})
 
     def _save(self) -> None:
         tmp = self.data / ".state.json.tmp"
         tmp.write_text(json.dumps({"volumes": self.volumes, "gen": self.generation,
-                                   "next": self.next_id}))
+                                   "next": self.next_id, "snapshots": self.snapshots}))
         os.replace(tmp, self._state_file())
 
     def path(self, name: str) -> Path:
         return self.data / f"{self.volumes[name]['globalId']}.img"
+
+    def snap_path(self, name: str) -> Path:
+        return self.data / f"{self.snapshots[name]['globalId']}.img"
+
+    def _new_gid(self) -> str:
+        gid = f"emu.{self.next_id:x}.{int(time.time()) % 100000:x}"
+        self.next_id += 1
+        return gid
 
     # fault injection ---------------------------------------------------------------------
     def inject(self, endpoint: str, count: int, transient: bool = True) -> None:
         """The next `count` calls of `endpoint` fail (transiently or not)."""
         with self.lock:
             self.faults[endpoint] = [count, transient]
+
+    def fail_change(self, k: int) -> None:
+        """The k-th change from now (any endpoint but a read) fails, as a crash would."""
+        with self.lock:
+            self.change_fault = k
 
     # rules ---------------------------------------------------------------------------------
     def _vol(self, name: str) -> dict:
@@ -188,6 +206,11 @@ class Emulator:
     # endpoints -----------------------------------------------------------------------------
     def handle(self, query: str, args: list[str], body: Any) -> Any:
         with self.lock:
+            if query not in READS and self.change_fault is not None:
+                self.change_fault -= 1
+                if self.change_fault <= 0:
+                    self.change_fault = None
+                    raise ApiFailure("injectedFault", f"injected failure of {query}", 500)
             fault = self.faults.get(query)
             if fault and fault[0] > 0:
                 fault[0] -= 1
@@ -222,20 +245,24 @@ class Emulator:
         self._check_tags(name, tags)
         if name in self.volumes:
             raise ApiFailure("objectExists", f"Volume {name} already exists")
-        base = body.get("baseOn")
+        base, parent = body.get("baseOn"), body.get("parent")
         if base is not None:
             src = self._vol(base)
             size = body.get("size", src["size"])
+        elif parent is not None:
+            size = body.get("size", self._snap(parent)["size"])
         else:
             size = body.get("size")
         self._check_size(size)
-        gid = f"emu.{self.next_id:x}.{int(time.time()) % 100000:x}"
-        self.next_id += 1
+        gid = self._new_gid()
+        lineage = self.snapshots[parent]["lineage"] if parent is not None else gid
         self.volumes[name] = {"size": size, "tags": {k: v for k, v in tags.items() if v},
                               "globalId": gid, "created": int(time.time()),
-                              "templateName": body.get("template", "")}
+                              "templateName": body.get("template", ""), "lineage": lineage}
         if base is not None:
             sparse_copy(self.path(base), self.path(name))
+        elif parent is not None:
+            sparse_copy(self.snap_path(parent), self.path(name))
         with open(self.path(name), "ab") as f:
             f.truncate(size)
         return {"ok": True, "generation": self.generation + 1, "name": name, "globalId": gid}
@@ -276,6 +303,68 @@ class Emulator:
         path = self.path(name)
         del self.volumes[name]
         path.unlink(missing_ok=True)
+        return {"ok": True, "generation": self.generation + 1}
+
+    # snapshots: read-only copies of a volume with tags of their own ------------------------
+    def _snap(self, name: str) -> dict:
+        if name not in self.snapshots:
+            raise ApiFailure("objectDoesNotExist", f"Snapshot {name} does not exist")
+        return self.snapshots[name]
+
+    def _snap_summary(self, name: str) -> dict:
+        s = self.snapshots[name]
+        return {"name": name, "size": s["size"], "globalId": s["globalId"], "tags": dict(s["tags"]),
+                "creationTimestamp": s["created"], "parentName": "", "onVolume": "",
+                "autoName": False, "bound": False, "deleted": False, "transient": False,
+                "templateName": "", "replication": 3}
+
+    def do_SnapshotsList(self) -> list:
+        return [self._snap_summary(n) for n in sorted(self.snapshots)]
+
+    def do_Snapshot(self, name: str) -> list:
+        self._snap(name)
+        return [self._snap_summary(name)]
+
+    def do_VolumeSnapshot(self, volume: str, body: dict) -> dict:
+        vol = self._vol(volume)
+        name, tags = body.get("name"), body.get("tags") or {}
+        if not isinstance(name, str) or not SNAP_NAME_RE.match(name) or len(name) >= 200:
+            raise ApiFailure("invalidParam", f"Invalid snapshot name {name!r}", 400)
+        self._check_tags(name, tags)
+        if name in self.snapshots:
+            raise ApiFailure("objectExists", f"Snapshot {name} already exists")
+        gid = self._new_gid()
+        self.snapshots[name] = {"size": vol["size"], "globalId": gid, "created": int(time.time()),
+                                "tags": {k: v for k, v in tags.items() if v},
+                                "lineage": vol.get("lineage", vol["globalId"])}
+        sparse_copy(self.path(volume), self.snap_path(name))
+        return {"ok": True, "generation": self.generation + 1, "snapshotGlobalId": gid}
+
+    def do_SnapshotUpdate(self, name: str, body: dict) -> dict:
+        snap = self._snap(name)
+        if "tags" in body:
+            self._check_tags(name, body["tags"])
+            tags = {k: v for k, v in {**snap["tags"], **body["tags"]}.items() if v}
+            self._check_tags(name, tags)
+            snap["tags"] = tags
+        return {"ok": True, "generation": self.generation + 1}
+
+    def do_SnapshotDelete(self, name: str, body: Any = None) -> dict:
+        path = self.snap_path(name) if name in self.snapshots else None
+        self._snap(name)
+        del self.snapshots[name]
+        path.unlink(missing_ok=True)
+        return {"ok": True, "generation": self.generation + 1}
+
+    def do_VolumeRevert(self, name: str, body: dict) -> dict:
+        vol, to = self._vol(name), body.get("toSnapshot")
+        snap = self._snap(to)
+        if snap["lineage"] != vol.get("lineage", vol["globalId"]):
+            raise ApiFailure("invalidParam", f"Snapshot {to} is not a snapshot of volume {name}",
+                             400)
+        self._busy(name, "revert")
+        sparse_copy(self.snap_path(to), self.path(name))
+        vol["size"] = snap["size"]
         return {"ok": True, "generation": self.generation + 1}
 
     def _reassign(self, items: list) -> None:

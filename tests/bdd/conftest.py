@@ -454,3 +454,115 @@ def damage_state(rig, damage):
 @then(parsers.parse("the fake cluster's state is still {damage}"))
 def still_damaged(rig, damage):
     assert rig.state_listing() == rig.damaged
+
+
+# data safety: recovery points ------------------------------------------------------------------
+# Every pre-existing volume is remembered as (size, tags, sha256 of all its bytes) before the
+# tool runs; abort must give back exactly that, on the fake and in the kernel lab.
+PHASES = ("prepared", "assembled", "syncing", "synced", "migrated", "released", "cleaned")
+PAIRS = {"kdisk": ("ldisk", "kvmlnx"), "kwdisk": ("wdisk", "kvmwin"), "ldisk": ("ldisk", "lnx1")}
+
+
+@pytest.fixture
+def remembered():
+    return {}
+
+
+@given(parsers.parse('the volumes "{names}" are remembered'))
+def remember(rig, remembered, names):
+    for name in names.split(","):
+        remembered[name] = rig.volume_state(name)
+
+
+@then(parsers.parse('volumes "{names}" are as remembered'))
+def as_remembered(rig, remembered, names):
+    for name in names.split(","):
+        size, tags, digest = rig.volume_state(name)
+        want = remembered[name]
+        assert (size, tags) == want[:2], (name, size, tags, want)
+        assert digest == want[2], f"{name}: its bytes differ from before xen2kvm"
+
+
+@then(parsers.parse('volume "{name}" is not as remembered'))
+def not_as_remembered(rig, remembered, name):
+    assert rig.volume_state(name)[2] != remembered[name][2]
+
+
+@then(parsers.parse('snapshot "{snap}" holds the remembered data of "{name}"'))
+def snapshot_holds(rig, remembered, snap, name):
+    size, _, digest = remembered[name]
+    assert rig.snapshot_digest(snap) == (size, digest)
+
+
+@then(parsers.parse('snapshot "{snap}" does not exist'))
+def snapshot_gone(rig, snap):
+    assert snap not in rig.snapshots()
+
+
+@then(parsers.parse('the undo points of "{disk}" hold every guest write to it'))
+def undo_has_writes(rig, disk):
+    """Abort is undoable: what the guest wrote is in the undo point of the volume, or, before
+    the resync copied it, in the undo point of the clone (its partition 1)."""
+    snaps = rig.snapshots()
+    kvm, clone = f"x2kundo1-{disk}", f"x2kundo1-xen-{PAIRS[disk][0]}"
+    assert kvm in snaps, snaps
+    for _vm, d, offset, blob in rig.writes:
+        if d == disk and rig.read_snapshot(kvm, offset, len(blob)) != blob:
+            assert clone in snaps and offset >= 32 * SECTOR, (d, offset, snaps)
+            assert rig.read_snapshot(clone, offset - 32 * SECTOR, len(blob)) == blob
+
+
+@then(parsers.parse('no volume of xen2kvm is left for "{disk}"'))
+def nothing_of_ours(rig, disk):
+    left = [n for n, v in rig.volumes().items()
+            if v.tags.get("kvm") == disk or n == f"x2kold-{disk}"]
+    assert not left, left
+
+
+@when(parsers.parse("the {k:d}th change to the cluster fails"))
+def change_fails(rig, k):
+    rig.fail_change(k)
+
+
+def _run_a_while(rig, vm: str, disk: str, seed: int, start: int) -> None:
+    rig.guest_write(vm, disk, start + 65536 * seed, 65536, seed)
+
+
+def _case2_to(rig, xen: str, kvm: str, vm: str, phase: str) -> None:
+    i = PHASES.index(phase)
+    rig.ok(f"xen2kvmDisk -y -x {xen} -k {kvm}")
+    if i >= 1:
+        rig.power(vm, "on")
+        _run_a_while(rig, vm, kvm, 11, 32 * SECTOR)
+    if i >= 2:
+        rig.ok(f"xen2kvm sync {vm} -y")
+        rig.advance(2)
+        _run_a_while(rig, vm, kvm, 12, 32 * SECTOR)
+    if i >= 3:
+        rig.wait_resync(lambda: _status(rig, kvm))
+    if i >= 4:
+        rig.ok(f"xen2kvm sync {vm} --wait -y")
+    if i >= 5:
+        rig.power(vm, "off")
+    if i >= 6:
+        rig.ok(f"xen2kvmDisk -y -z -m {vm}")
+    in_phase(rig, kvm, phase)
+
+
+@when(parsers.parse('the migration of "{disk}" is taken to phase "{phase}" and the VM is off'))
+def take_to_phase(rig, disk, phase):
+    xen, vm = PAIRS[disk]
+    if phase == "case-1":
+        rig.ok(f"xen2kvmDisk -y -x {xen} -k {disk} -b")
+        rig.power(vm, "on")
+        _run_a_while(rig, vm, disk, 13, 0)
+    elif phase == "in-place":
+        rig.move_to_kvm(vm)
+        rig.ok(f"xen2kvmDisk -y -x {disk} -k {disk}")
+        rig.power(vm, "on")
+        _run_a_while(rig, vm, disk, 14, 32 * SECTOR)
+        rig.ok(f"xen2kvm sync {vm} --wait -y")
+    else:
+        _case2_to(rig, xen, disk, vm, phase)
+    if rig.is_running(vm):
+        rig.power(vm, "off")

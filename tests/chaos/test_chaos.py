@@ -1,8 +1,9 @@
 """Chaos (issue 10): two controllers as real processes on one fake cluster, on the same host or
-on two hosts, started at seeded points of each other's call sequence, and `kill -9` of one of
-them after a seeded number of its calls. After each run: the XEN data and the KVM volume's own
-data are intact, the KVM volume grew at most once, and a rerun (taking over a dead run's claims)
-converges to exactly what an undisturbed run leaves.
+on two hosts, running prepare, case-1, in-place, sync, abort or cleanup, started at seeded
+points of each other's call sequence, and `kill -9` of one of them after a seeded number of its
+calls. After each run: the XEN data and the KVM volume's own data are intact, the KVM volume
+grew at most once, tags are consistent, and a rerun (taking over a dead run's claims)
+converges to exactly what an undisturbed run leaves (abort: every byte of the KVM volume back).
 
 The controllers are forked from this process (a fork costs milliseconds, a fresh interpreter
 ~0.2 s) and run the real command-line entry points; the fake makes every call one transaction
@@ -49,6 +50,9 @@ OPS = {  # name: (setup commands, the command both controllers run)
     "in-place": ([], "xen2kvmDisk -y -x xd -k xd"),
     "sync": (["xen2kvmDisk -y -x xd -k kd", "xen2kvm sim power on kvm",
               "xen2kvmDisk -y -m kvm", "xen2kvm sim tick 3600"], "xen2kvmDisk -y -m kvm"),
+    "abort": (["xen2kvmDisk -y -x xd -k kd", "xen2kvm sim power on kvm",
+               "xen2kvm sync kvm -y", "xen2kvm sim tick 1", "xen2kvm sim power off kvm"],
+              "xen2kvm abort --disk kd -y"),
     "cleanup": (["xen2kvmDisk -y -x xd -k kd", "xen2kvm sim power on kvm",
                  "xen2kvm sync kvm --wait -y", "xen2kvm sim power off kvm"],
                 "xen2kvmDisk -y -z -m kvm"),
@@ -149,7 +153,8 @@ def race(state: Path, command: str, hosts: tuple[str, str], rng: random.Random) 
     return rcs, (state / LOG).read_text().split()
 
 
-def check_invariant(state: Path, op: str, orig: dict[str, str], context: str) -> None:
+def check_invariant(state: Path, op: str, orig: dict[str, str], context: str,
+                    done: bool = False) -> None:
     c = FakeBackends(str(state), "kvm1", Runner()).cluster
     assert digest(state, "xd") == orig["xd"] or op == "in-place", context
     for v in c.volumes.values():  # a KVM-side tag always names a clone made for that volume
@@ -168,6 +173,8 @@ def check_invariant(state: Path, op: str, orig: dict[str, str], context: str) ->
         return
     kd = c.volumes["kd"]
     assert kd.size_bytes in (KSIZE, KSIZE + N * 512), f"{context}: kd grew twice"
+    if op == "abort" and done:  # every byte of the KVM volume back
+        assert digest(state, "kd") == orig["kd"], context
     assert digest(state, "kd", 512, KSIZE) == orig["kd_tail"] or op != "prepare", context
 
 
@@ -216,7 +223,7 @@ def test_chaos_two_controllers_and_kill_9(tmp_path):
         kinds[op] = kinds.get(op, 0) + 1
         check_invariant(state, op, orig, context)
         converge(state, OPS[op][1], hosts)
-        check_invariant(state, op, orig, context)
+        check_invariant(state, op, orig, context, done=True)
         assert observable(state) == reference[op], f"{context}: did not converge"
         shutil.rmtree(state)
     wall = time.monotonic() - began

@@ -105,7 +105,7 @@ def test_eight_hosts_one_unreachable(farm, emulator, tmp_path, capsys):
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and "host h8" in lines[0] and "cannot connect" in lines[0]
     # one read of the cluster's lists serves every host's view
-    assert dict(emulator.calls) == {"VolumesList": 1, "AttachmentsList": 1}
+    assert dict(emulator.calls) == {"VolumesList": 1, "AttachmentsList": 1, "SnapshotsList": 1}
 
 
 def test_a_changed_host_key_refuses_only_that_host(farm, emulator, tmp_path, capsys):

@@ -86,3 +86,17 @@ def test_faults_are_injected_per_endpoint(api, emulator):
     emulator.inject("VolumeCreate", 1, transient=False)
     refused(api, "POST", "VolumeCreate", {"name": "v", "size": 512}, "injectedFault")
     assert emulator.calls["VolumesList"] == 2
+
+
+def test_snapshot_endpoints_refuse_what_storpool_refuses(api, emulator):
+    api("POST", False, "VolumeCreate", {"name": "v", "size": 4096})
+    refused(api, "POST", "VolumeSnapshot/v", {"name": "bad name"}, "invalidParam")
+    refused(api, "POST", "VolumeSnapshot/v", {"name": "s", "tags": {"k": "v" * 199}},
+            "invalidParam", "200 bytes")
+    api("POST", False, "VolumeSnapshot/v", {"name": "s"})
+    refused(api, "POST", "VolumeSnapshot/v", {"name": "s"}, "objectExists")
+    refused(api, "POST", "SnapshotDelete/nosuch", None, "objectDoesNotExist")
+    refused(api, "POST", "VolumeRevert/v", {"toSnapshot": "nosuch"}, "objectDoesNotExist")
+    api("POST", False, "VolumesReassignWait", {"reassign": [{"volume": "v", "rw": [3]}]})
+    refused(api, "POST", "VolumeRevert/v", {"toSnapshot": "s"}, "busy", "open at client 3")
+    assert [x["name"] for x in api("GET", False, "SnapshotsList", None)] == ["s"]

@@ -150,7 +150,7 @@ def test_api_call_counts(sp, capsys):
     sp.emu.calls.clear()
     sp.ok("xen2kvm status")
     status = dict(sp.emu.calls)
-    assert status == {"VolumesList": 1, "AttachmentsList": 1}
+    assert status == {"VolumesList": 1, "AttachmentsList": 1, "SnapshotsList": 1}
     with capsys.disabled():
         print(f"\nAPI calls: case-2 prepare of one disk {prepare}; status over 1002 volumes "
               f"{sum(status.values())} ({status})")

@@ -77,10 +77,11 @@ def test_a_bare_ext4_is_a_xen_disk_a_partitioned_disk_is_not(tmp_path):
 
 
 def test_a_claim_key_fits_its_room_and_a_long_host_is_refused():
-    key = naming.claim_key("h" * 48, 4194304, "abcdef")
+    key = naming.claim_key("h" * 32, 4194304, "abcdef")
     assert len(key) + 2 <= naming.CLAIM_ROOM
-    assert naming.claims({key: "1", "xen": "x"}) == ["h" * 48 + ".4194304.abcdef"]
+    assert naming.claims({key: "1", "xen": "x"}) == ["h" * 32 + ".4194304.abcdef"]
     with pytest.raises(PlanError, match="too long"):
-        naming.claim_key("h" * 80, 1, "abcdef")
+        naming.claim_key("h" * 60, 1, "abcdef")
+    naming.check_tags("v" * 100, {"kvm": "k" * 60})
     with pytest.raises(PlanError, match="over StorPool's 200"):
-        naming.check_tags("v" * 100, {"kvm": "k" * 30})  # 100 + 34 + the claim's room
+        naming.check_claimable("v" * 100, {"kvm": "k" * 60})  # 100 + 64 + the claim's room

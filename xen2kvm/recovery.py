@@ -1,0 +1,163 @@
+"""Recovery points, read off the world: which snapshots belong to which migration, which one a
+prepare takes, and when a migration may be purged. Pure: a World in, facts or steps out.
+
+A migration is keyed by its KVM volume (`m`) and a generation (`g`): one recovery point per
+volume the tool changes, taken before the first change. The newest generation that is neither
+aborted nor purgeable is the one a rerun continues, so a rerun after a crash never takes a
+second, later point of already-changed data (the first one wins).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+from . import naming as nm
+from . import steps as s
+from .backend import Snapshot, Volume
+from .world import World
+
+
+@dataclass
+class Group:
+    """The recovery points (and abort's undo points) of one migration."""
+
+    migration: str
+    gen: int
+    points: list[Snapshot] = field(default_factory=list)
+    undos: list[Snapshot] = field(default_factory=list)
+
+    @property
+    def case1(self) -> bool:
+        return any(p.tags.get(nm.TAG_RP_CASE1) for p in self.points)
+
+    @property
+    def aborted(self) -> bool:
+        return bool(self.points) and all(p.tags.get(nm.TAG_RP_ABORTED) for p in self.points)
+
+    @property
+    def ran(self) -> bool:
+        """The VM ran from the raw volume after the migration (or the abort) ended."""
+        return bool(self.points) and all(p.tags.get(nm.TAG_RP_RAN) for p in self.points)
+
+    @property
+    def vm(self) -> Optional[str]:
+        return next((p.tags[nm.TAG_RP_VM] for p in self.points if p.tags.get(nm.TAG_RP_VM)),
+                    None)
+
+    def volumes(self) -> list[str]:
+        return [nm.rp_volume(p.tags) for p in self.points]
+
+    def point_of(self, volume: str) -> Optional[Snapshot]:
+        return next((p for p in self.points if nm.rp_volume(p.tags) == volume), None)
+
+    def undo_of(self, volume: str) -> Optional[Snapshot]:
+        return next((u for u in self.undos if nm.rp_volume(u.tags) == volume), None)
+
+    def names(self) -> list[str]:
+        return sorted(x.name for x in (*self.points, *self.undos))
+
+
+def groups(w: World) -> list[Group]:
+    """Every migration that has recovery points, oldest generation first."""
+    by_key: dict[tuple[str, int], Group] = {}
+    for snap in sorted(w.snapshots.values(), key=lambda x: x.name):
+        t = snap.tags
+        role = t.get(nm.TAG_ROLE)
+        if role not in (nm.ROLE_RP, nm.ROLE_UNDO) or not t.get(nm.TAG_RP_MIGRATION):
+            continue
+        key = (t[nm.TAG_RP_MIGRATION], int(t.get(nm.TAG_RP_GEN, "0")))
+        g = by_key.setdefault(key, Group(*key))
+        (g.points if role == nm.ROLE_RP else g.undos).append(snap)
+    return sorted(by_key.values(), key=lambda g: (g.migration, g.gen))
+
+
+def latest(w: World, migration: str) -> Optional[Group]:
+    return next((g for g in reversed(groups(w)) if g.migration == migration and g.points), None)
+
+
+def matching(w: World, disk: str) -> list[str]:
+    """Migrations (KVM volume names) an OnApp disk identifier names, even while case-1 has
+    renamed the volume aside."""
+    return sorted({g.migration for g in groups(w)
+                   if disk in (g.migration, nm.disk_of(g.migration))})
+
+
+def _next_gen(w: World, migration: str, volumes: Sequence[str]) -> int:
+    used = [int(x.tags.get(nm.TAG_RP_GEN, "0")) for x in w.snapshots.values()
+            if x.tags.get(nm.TAG_RP_MIGRATION) == migration
+            or nm.rp_volume(x.tags) in volumes]
+    return max(used, default=0) + 1
+
+
+def take_points(w: World, migration: str, vols: Sequence[Volume], case1: bool = False
+                ) -> list[s.Step]:
+    """Recovery points of `vols` (pre-existing volumes the migration will change) that do not
+    exist yet. An unfinished migration keeps its first points; only what it lacks is added."""
+    g = latest(w, migration)
+    if g is not None and not g.aborted and not g.ran:
+        gen, have = g.gen, set(g.volumes())
+    else:
+        gen, have = _next_gen(w, migration, [v.name for v in vols]), set()
+    out: list[s.Step] = []
+    for vol in vols:
+        if vol.name in have:
+            continue
+        name = nm.recovery_point_name(vol.name, gen)
+        tags = nm.recovery_tags(vol.name, migration, gen, vol.tags, case1)
+        nm.check_recovery_tags(name, tags)
+        out.append(s.TakeRecoveryPoint(vol.name, name, tags))
+    return out
+
+
+def finished(w: World, g: Group) -> bool:
+    """The migration left nothing half-done: the KVM VM now runs from its raw volume."""
+    kvm = w.get(g.migration)
+    if kvm is None or nm.is_own(kvm.tags) or kvm.tags.get(nm.TAG_XEN):
+        return False
+    if g.case1:
+        old = w.get(nm.replaced_name(g.migration))
+        return old is None or kvm.size_bytes >= old.size_bytes
+    return not any(v.tags.get(nm.TAG_KVM) == g.migration and not v.tags.get(nm.TAG_VS)
+                   and v.tags.get(nm.TAG_ROLE) in (nm.ROLE_CLONE, nm.ROLE_META)
+                   for v in w.volumes.values())
+
+
+def mark_ran(w: World, kvm: Volume, vm: str) -> list[s.Step]:
+    """At power-on from the raw volume: record on the recovery points that the VM ran after the
+    migration (or its abort) ended; that, and only that, makes them purgeable."""
+    g = latest(w, kvm.name)
+    if g is None or g.ran or not (g.aborted or finished(w, g)):
+        return []
+    return [s.SetSnapshotTags(p.name, {nm.TAG_RP_RAN: "1", nm.TAG_RP_VM: g.vm or vm})
+            for p in g.points if not p.tags.get(nm.TAG_RP_RAN)]
+
+
+def mark_vm(w: World, kvm: str, vm: str) -> list[s.Step]:
+    """At the first power-on under migration: which VM the disk belongs to, for `abort VM`."""
+    g = latest(w, kvm)
+    if g is None or g.aborted:
+        return []
+    return [s.SetSnapshotTags(p.name, {nm.TAG_RP_VM: vm}) for p in g.points
+            if not p.tags.get(nm.TAG_RP_VM)]
+
+
+def state(w: World, g: Group) -> str:
+    """What an operator may do with a migration's recovery points."""
+    if g.ran:
+        return "purgeable"
+    return "aborted" if g.aborted else "abortable"
+
+
+def phase_without_clone(w: World, g: Group) -> tuple[str, Optional[str]]:
+    """(phase, problem) of a migration that has no case-2 clone to read its phase from."""
+    if g.aborted:
+        return "aborted", None
+    if g.case1:
+        if finished(w, g):
+            return "replaced", None
+        return "replacing", (f"case-1 replace of {g.migration} is unfinished: rerun the same "
+                             f"case-1 command, or `xen2kvm abort --disk {g.migration}`")
+    if finished(w, g) and w.get(g.migration) is not None:
+        return "cleaned", None
+    return "unprepared", "prepare did not finish: rerun the same prepare command"
