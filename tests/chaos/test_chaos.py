@@ -157,7 +157,9 @@ def check_invariant(state: Path, op: str, orig: dict[str, str], context: str,
                     done: bool = False) -> None:
     c = FakeBackends(str(state), "kvm1", Runner()).cluster
     assert digest(state, "xd") == orig["xd"] or op == "in-place", context
-    for v in c.volumes.values():  # a KVM-side tag always names a clone made for that volume
+    # a KVM-side tag always names a clone made for that volume (but mid-abort, which deletes
+    # the clone before it puts the KVM volume's tags back: its rerun finishes that)
+    for v in (c.volumes.values() if op != "abort" or done else ()):
         clone = c.volumes.get(v.tags.get(naming.TAG_XEN, ""))
         assert naming.TAG_XEN not in v.tags or (
             clone is not None and clone.tags.get(naming.TAG_KVM) == v.name), context
