@@ -107,6 +107,8 @@ class Ctx:
         for note in plan.notes:
             self.say(note)
         claim = self._claim(w, plan.steps, ())
+        if claim:
+            plan.steps = s.born_claimed(plan.steps, claim.key)
         wrapped = [claim, *plan.steps, s.Unclaim(claim.key)] if claim else plan.steps
         if plan.steps and not self.opts.yes:
             self.say(f"# dry-run: nothing changed; add -y to run these {len(wrapped)} steps:")
@@ -172,6 +174,7 @@ class Ctx:
             self._apply(claim)
             w = self._world_unclaimed(claim.key)
             fresh = replan(w)
+            fresh.steps = s.born_claimed(fresh.steps, claim.key)
             self.last = (w, fresh)
             if fresh.steps != plan.steps:
                 self.say(f"# the cluster changed since it was read; running the fresh plan "

@@ -3,6 +3,7 @@ executes through the backends; dry-run and `-y` walk the same list."""
 
 from __future__ import annotations
 
+import dataclasses
 import shlex
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
@@ -345,6 +346,15 @@ class Unclaim(Step):
         for v in ctx.storage.list_volumes():
             if self.key in v.tags:
                 ctx.storage.set_tags(v.name, {self.key: None})
+
+
+def born_claimed(steps: list, key: str) -> list:
+    """An operator's volume this run creates (case-1's clone under the KVM name, abort's
+    re-creation) carries the run's claim from its first moment: no other run can slip in
+    between its creation and a claim."""
+    made = (CloneVolume, CreateVolume, CreateFromSnapshot)
+    return [dataclasses.replace(st, tags={**st.tags, key: "1"})
+            if isinstance(st, made) and not naming.is_own(st.tags) else st for st in steps]
 
 
 VOLUME_FIELDS = ("name", "volume", "source", "clone", "original", "meta1")
