@@ -30,14 +30,19 @@ def test_storpool_backend_without_configuration_is_one_line(capsys, monkeypatch,
     (["--backend", "fake", "status"], "needs a state folder"),
     (["--backend", "nosuch", "status"], "unknown backend"),
     (["prepare", "-x", "a"], "required"),
-    (["--backend", "fake", "--state", "/nonexistent", "abort"], "takes a VM or --disk"),
-    (["--backend", "fake", "--state", "/nonexistent", "purge", "vm1", "--disk", "d"],
-     "takes a VM or --disk"),
 ])
 def test_usage_errors_are_one_line(argv, message, capsys):
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("argv", [["abort"], ["purge", "vm1", "--disk", "d"]])
+def test_abort_and_purge_take_a_vm_or_a_disk(argv, tmp_path, capsys):
+    assert cli.main(["--backend", "fake", "--state", str(tmp_path / "c"), *argv]) == 2
+    err = capsys.readouterr().err
+    assert "takes a VM or --disk" in err and err.count("\n") == 1
+    assert not (tmp_path / "c").exists()
 
 
 @pytest.mark.parametrize("argv,message", [

@@ -32,15 +32,17 @@ class FakeStorage:
                 for s in sorted(self.c.snapshots.values(), key=lambda s: s.name)]
 
     # rules -------------------------------------------------------------------------------
-    def _get(self, name: str) -> FakeVolume:
-        if name not in self.c.volumes:
-            raise _err("objectDoesNotExist", f"volume {name} does not exist")
-        return self.c.volumes[name]
+    def _get(self, name: str, kind: str = "volume") -> FakeVolume | FakeSnapshot:
+        table = self.c.snapshots if kind == "snapshot" else self.c.volumes
+        if name not in table:
+            raise _err("objectDoesNotExist", f"{kind} {name} does not exist")
+        return table[name]
 
     @staticmethod
-    def _check_name(name: str) -> None:
-        if not naming.NAME_RE.match(name) or len(name) >= 200 or name in naming.RESERVED:
-            raise _err("invalidParam", f"invalid volume name {name!r}")
+    def _check_name(name: str, kind: str = "volume") -> None:
+        pattern = naming.SNAP_NAME_RE if kind == "snapshot" else naming.NAME_RE
+        if not pattern.match(name) or len(name) >= 200 or name in naming.RESERVED:
+            raise _err("invalidParam", f"invalid {kind} name {name!r}")
 
     @staticmethod
     def _check_size(size: int, what: str = "size") -> None:
@@ -74,14 +76,21 @@ class FakeStorage:
                                           lineage=self.c.new_lineage())
 
     def clone_volume(self, name: str, source: str, tags: Mapping[str, str]) -> None:
+        self._copy(name, source, "volume", tags, f"volume {name} baseOn {source} create")
+
+    def _copy(self, name: str, source: str, kind: str, tags: Mapping[str, str],
+              call: str) -> None:
+        """A new volume sharing the chunks of a volume (a clone, new lineage) or of a snapshot
+        (its child: revertible to it)."""
         self._check_name(name)
         self._check_tags(name, tags)
-        self.c.mutate(f"volume {name} baseOn {source} create")
-        src = self._get(source)
+        self.c.mutate(call)
+        src = self._get(source, kind)
         if name in self.c.volumes:
             raise _err("objectExists", f"volume {name} already exists")
+        lineage = src.lineage if kind == "snapshot" else self.c.new_lineage()
         self.c.volumes[name] = FakeVolume(name, src.size_bytes, dict(tags), src.store.copy(),
-                                          lineage=self.c.new_lineage())
+                                          lineage=lineage)
 
     def grow_volume(self, name: str, add_bytes: int) -> None:
         self._check_size(add_bytes, "sizeAdd")
@@ -151,17 +160,10 @@ class FakeStorage:
 
     # snapshots ----------------------------------------------------------------------------
     def _snap(self, name: str) -> FakeSnapshot:
-        if name not in self.c.snapshots:
-            raise _err("objectDoesNotExist", f"snapshot {name} does not exist")
-        return self.c.snapshots[name]
-
-    @staticmethod
-    def _check_snap_name(name: str) -> None:
-        if not naming.SNAP_NAME_RE.match(name) or len(name) >= 200 or name in naming.RESERVED:
-            raise _err("invalidParam", f"invalid snapshot name {name!r}")
+        return self._get(name, "snapshot")
 
     def create_snapshot(self, volume: str, name: str, tags: Mapping[str, str]) -> None:
-        self._check_snap_name(name)
+        self._check_name(name, "snapshot")
         self._check_tags(name, tags)
         self.c.mutate(f"volume {volume} snapshot {name}")
         vol = self._get(volume)
@@ -186,11 +188,4 @@ class FakeStorage:
         vol.store, vol.size_bytes = snap.store.copy(), snap.size_bytes
 
     def create_from_snapshot(self, name: str, snapshot: str, tags: Mapping[str, str]) -> None:
-        self._check_name(name)
-        self._check_tags(name, tags)
-        self.c.mutate(f"volume {name} parent {snapshot} create")
-        snap = self._snap(snapshot)
-        if name in self.c.volumes:
-            raise _err("objectExists", f"volume {name} already exists")
-        self.c.volumes[name] = FakeVolume(name, snap.size_bytes, dict(tags), snap.store.copy(),
-                                          lineage=snap.lineage)
+        self._copy(name, snapshot, "snapshot", tags, f"volume {name} parent {snapshot} create")
