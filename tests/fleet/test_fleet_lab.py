@@ -52,7 +52,7 @@ def test_fleet_sync_with_real_dm_ends_byte_identical(rig, lab_farm, tmp_path):
         out += r.out
         if r.rc == 0:
             break
-        assert "is claimed by another xen2kvm run" in r.out, r
+        assert "is claimed by another xen2kvm run" in r.out + r.err, r
     assert r.rc == 0, r
     assert "hostA: vmA: every disk is in sync" in out and "hostB: vmB" in out
     r = rig.ok(f"xen2kvm fleet status {ssh} --json")
