@@ -111,9 +111,9 @@ class Rig:
         The results land in `self.raced` as (first, later)."""
         from unittest import mock
 
-        from xen2kvm import context, steps
+        from xen2kvm import claims, context
 
-        owner, name = (context.Ctx, "lock") if point == "lock" else (steps.Claim, "apply")
+        owner, name = (context.Ctx, "lock") if point == "lock" else (claims.Claim, "apply")
         original, done = getattr(owner, name), []
 
         def hooked(obj, *args, **kwargs):

@@ -15,6 +15,7 @@ from typing import Any, Callable, Optional, TextIO, Union
 
 from xen2kvm import backends as registry
 
+from . import claims as cl
 from . import naming as nm
 from . import steps as s
 from .errors import ClaimBusy, LockBusy, UsageError
@@ -108,8 +109,8 @@ class Ctx:
             self.say(note)
         claim = self._claim(w, plan.steps, ())
         if claim:
-            plan.steps = s.born_claimed(plan.steps, claim.key)
-        wrapped = [claim, *plan.steps, s.Unclaim(claim.key)] if claim else plan.steps
+            plan.steps = cl.born_claimed(plan.steps, claim.key)
+        wrapped = [claim, *plan.steps, cl.Unclaim(claim.key)] if claim else plan.steps
         if plan.steps and not self.opts.yes:
             self.say(f"# dry-run: nothing changed; add -y to run these {len(wrapped)} steps:")
             for step in wrapped:
@@ -122,10 +123,10 @@ class Ctx:
             print(f"xen2kvm: error: {failure}", file=sys.stderr)
         return 6 if plan.failures else 0
 
-    def _claim(self, w: World, steps: list, held: tuple[str, ...]) -> Optional[s.Claim]:
+    def _claim(self, w: World, steps: list, held: tuple[str, ...]) -> Optional[cl.Claim]:
         # the operator's volumes: the tool's own are reached only through them (their tag
         # budget has no room for a claim)
-        names = tuple(n for n in s.volumes_changed(steps, w.volumes)
+        names = tuple(n for n in cl.volumes_changed(steps, w.volumes)
                       if n not in held and not nm.is_own(w.volumes[n].tags))
         if not names:
             return None
@@ -134,8 +135,8 @@ class Ctx:
         mine = self._claim_key[len(nm.CLAIM_PREFIX):]
         foreign = [(n, h) for n in names for h in nm.claims(w.volumes[n].tags) if h != mine]
         if foreign and not self.opts.take_over:
-            raise ClaimBusy(s.claim_message(*foreign[0]))
-        return s.Claim(names, self._claim_key,
+            raise ClaimBusy(cl.claim_message(*foreign[0]))
+        return cl.Claim(names, self._claim_key,
                        tuple((n, nm.CLAIM_PREFIX + h) for n, h in foreign))
 
     def _world_unclaimed(self, key: str) -> World:
@@ -163,7 +164,7 @@ class Ctx:
         self.say("+ " + step.render().replace("\n", "\n  "))
         step.apply(self)
 
-    def _execute(self, replan: Planner, plan: Plan, claim: Optional[s.Claim]) -> Plan:
+    def _execute(self, replan: Planner, plan: Plan, claim: Optional[cl.Claim]) -> Plan:
         if self._lock is None:
             self.lock()
         if claim is None:  # nothing to claim (host-only steps): the host lock is enough
@@ -174,7 +175,7 @@ class Ctx:
             self._apply(claim)
             w = self._world_unclaimed(claim.key)
             fresh = replan(w)
-            fresh.steps = s.born_claimed(fresh.steps, claim.key)
+            fresh.steps = cl.born_claimed(fresh.steps, claim.key)
             self.last = (w, fresh)
             if fresh.steps != plan.steps:
                 self.say(f"# the cluster changed since it was read; running the fresh plan "
@@ -187,9 +188,9 @@ class Ctx:
         except BaseException:
             # not printed (stdout may be the broken pipe); the first error is the one to report
             with contextlib.suppress(Exception):
-                s.Unclaim(claim.key).apply(self)
+                cl.Unclaim(claim.key).apply(self)
             raise
-        self._apply(s.Unclaim(claim.key))
+        self._apply(cl.Unclaim(claim.key))
         return fresh
 
     def close(self) -> None:

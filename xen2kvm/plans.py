@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
-from . import dmtables, mbr, recovery
+from . import dmtables, guards, mbr, recovery
 from . import naming as nm
 from . import steps as s
 from .dmstatus import check_raid_target
@@ -45,14 +45,14 @@ def plan_clone(w: World, xen_id: str, kvm_id: str, vm: Optional[str] = None) -> 
     w.refuse_attached(xen)
     plan = Plan()
     if not marked:  # swapped -x/-k: look before anything, the recovery point included
-        plan.add(*_detach_leftover(w, kvm), s.CheckNotXenDisk(kvm.name, xen.name, w.host))
+        plan.add(*guards.detach_leftover(w, kvm), s.CheckNotXenDisk(kvm.name, xen.name, w.host))
     if old is None:  # the volume still has its name: recover it from before the first change
         plan.add(*recovery.take_points(w, kvm_name, [kvm], case1=True))
     if not marked:  # nothing done yet
         if kvm.tags.get(nm.TAG_XEN):
             raise PlanError(f"a case-2 migration is in progress for {kvm.name} "
                             f"(xen={kvm.tags[nm.TAG_XEN]}); finish or undo it first")
-        refuse_other_migration(xen, kvm)
+        guards.refuse_other_migration(xen, kvm)
         if xen.size_bytes > kvm.size_bytes:
             raise PlanError(_too_big(xen, kvm.size_bytes))
         if old is not None:
@@ -81,22 +81,6 @@ def plan_clone(w: World, xen_id: str, kvm_id: str, vm: Optional[str] = None) -> 
     return plan
 
 
-def refuse_other_migration(xen, kvm, clone_name: str = "") -> None:
-    """A typo must not restart a finished migration or mix two: refuse volumes that carry
-    `vs=` (done) or the KVM-side tag of another migration."""
-    for vol in {xen.name: xen, kvm.name: kvm}.values():
-        if vol.tags.get(nm.TAG_VS):
-            raise PlanError(f"{vol.name} was already migrated (tagged vs={vol.tags[nm.TAG_VS]}); "
-                            "a new prepare would bring its old data back: nothing to do "
-                            "(`xen2kvm status`; remove the tag by hand only to start over)")
-    theirs = [(v, v.tags[nm.TAG_XEN]) for v in (xen, kvm)
-              if v.tags.get(nm.TAG_XEN) and v.tags[nm.TAG_XEN] != clone_name]
-    if theirs:
-        vol, tag = theirs[0]
-        raise PlanError(f"{vol.name} belongs to another migration (xen={tag}); check -x and "
-                        f"-k (swapped?) and finish or undo that migration first")
-
-
 def _prepared_already(w: World, xen: str, kvm: str, clone, n: int) -> Plan:
     if clone.tags.get(nm.TAG_KVM) != kvm or int(clone.tags.get(nm.TAG_N, 0)) != n:
         raise PlanError(f"{kvm} was prepared with other arguments (clone {clone.name}, "
@@ -104,22 +88,6 @@ def _prepared_already(w: World, xen: str, kvm: str, clone, n: int) -> Plan:
     d = w.disk_for_kvm(kvm)
     return Plan(notes=[f"{kvm} is already prepared from {xen} (phase "
                        f"{d.phase if d else 'prepared'}); nothing to do"])
-
-
-def _detach_leftover(w: World, kvm) -> list[s.Step]:
-    """Attached here before anything was done: the swapped-disk look of a run that crashed,
-    or a VM using it. The detach tells them apart: StorPool refuses it while the VM has the
-    volume open, before any change."""
-    return [s.Detach(kvm.name, w.host)] if w.host in kvm.attached else []
-
-
-def refuse_xen_attached(w: World, d: Disk) -> None:
-    """After prepare the XEN side must stay quiet: its writes would never reach KVM."""
-    xen = w.get(d.xen)
-    if xen is not None and not d.inplace and xen.attached:
-        raise PlanError(f"the XEN volume {xen.name} is attached to {', '.join(xen.attached)}: "
-                        "the XEN VM must stay off after prepare; power it off, then run "
-                        "`xen2kvm verify -y` (it tells whether the XEN VM wrote)")
 
 
 def _too_big(xen, room_bytes: int) -> str:
@@ -134,7 +102,7 @@ def plan_prepare(w: World, xen_id: str, kvm_id: str, n: int,
     inplace = xen.name == kvm.name
     clone_name = nm.clone_name(xen.name)
     meta0, meta1 = nm.meta_names(kvm.name)
-    refuse_other_migration(xen, kvm, clone_name)
+    guards.refuse_other_migration(xen, kvm, clone_name)
     clone = w.get(clone_name)
     if kvm.tags.get(nm.TAG_XEN) and clone is not None:  # a rerun of a finished prepare
         return _prepared_already(w, xen.name, kvm.name, clone, n)
@@ -178,7 +146,7 @@ def plan_prepare(w: World, xen_id: str, kvm_id: str, n: int,
     plan = Plan()
     host = w.host
     if not inplace and kvm.size_bytes == korig * SECTOR:  # swapped -x/-k: before any change
-        plan.add(*([] if clone else _detach_leftover(w, kvm)),
+        plan.add(*([] if clone else guards.detach_leftover(w, kvm)),
                  s.CheckNotXenDisk(kvm.name, xen.name, host))
     if clone is None:  # nothing changed yet: recovery points of what it will change come first
         plan.add(*recovery.take_points(w, kvm.name, [kvm] if inplace else [kvm, xen]))
@@ -280,7 +248,7 @@ def plan_assemble(w: World, vm: str, disk_ids: Sequence[str], targets,
             plan.notes.append(f"{vm} {disk_id}: already assembled as {nm.mapper_path(d.raid)}")
             continue
         _check_sizes(w, d)
-        refuse_xen_attached(w, d)
+        guards.refuse_xen_attached(w, d)
         check_raid_target(targets)
         lin, one, _, resume = _tables(w, d, rates)
         joined = w.volumes[d.metas[1]].tags.get("leg1") == "joined"
@@ -322,7 +290,7 @@ def plan_sync(w: World, vm: Optional[str], targets, rates: dmtables.Rates = dmta
                                   f"{nm.volume_path(d.kvm)} directly")
                 continue
             _check_sizes(w, d)
-            refuse_xen_attached(w, d)
+            guards.refuse_xen_attached(w, d)
             _, _, rebuild, _ = _tables(w, d, rates)
             st = d.status
             if d.phase == ASSEMBLED:

@@ -68,6 +68,12 @@ class FakeBackends:
         if where.exists() and not where.is_dir():
             raise UsageError(f"the fake cluster's state folder {where} is not a folder; "
                              "give --state a folder (a new one starts an empty cluster)")
+        self._fd: Optional[int] = None
+        if where.exists():  # a new cluster's folder appears with its first change
+            self._attach_folder()
+
+    def _attach_folder(self) -> None:
+        where = self.state_dir
         try:
             where.mkdir(parents=True, exist_ok=True)
             self._fd = os.open(where, os.O_RDONLY | os.O_DIRECTORY)
@@ -76,6 +82,7 @@ class FakeBackends:
                             f"({exc.strerror}); fix its permissions") from None
         if not os.access(where, os.W_OK):
             os.close(self._fd)
+            self._fd = None
             raise PlanError(f"the fake cluster's state folder {where} is read-only; make it "
                             "writable (chmod u+w) or work on a copy")
 
@@ -95,17 +102,27 @@ class FakeBackends:
             finally:
                 self._depth -= 1
             return
-        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        if self._fd is None and self.state_dir.exists():
+            self._attach_folder()
+        locked = self._fd is not None
+        if locked:
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
         self._depth = 1
         try:
-            self._refresh()
+            if locked:
+                self._refresh()
             try:
                 yield
             finally:
+                if not locked and self.cluster.generation != self._generation:
+                    self._attach_folder()
+                    fcntl.flock(self._fd, fcntl.LOCK_EX)
+                    locked = True
                 self._save_if_changed()
         finally:
             self._depth = 0
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            if locked:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
 
     def _refresh(self) -> None:
         seen = model.stamp(self.state_dir)
@@ -129,6 +146,13 @@ class FakeBackends:
         count generations) unless another process saved since this one's last call: then the
         copy here is stale, and saving it would undo that process's calls. The folder stays
         open: tests edit the model and close again."""
+        if self._fd is None:
+            empty = model.Cluster()
+            for name in self.cluster.hosts:  # a host looked at is not a change
+                empty.host(name)
+            if model.dump(self.cluster) == model.dump(empty):
+                return  # nothing to keep: no folder for a cluster that never changed
+            self._attach_folder()
         fcntl.flock(self._fd, fcntl.LOCK_EX)
         try:
             if model.stamp(self.state_dir) in (self._seen, None) and \
