@@ -10,7 +10,7 @@ Feature: Case-1, same disk layout (Windows, FreeBSD)
     When I run "xen2kvmDisk -x wdisk -k kwdisk -b"
     Then the command succeeds
     And the output contains "storpool volume kwdisk update rename x2kold-kwdisk"
-    And the output contains "storpool volume kwdisk baseOn wdisk create"
+    And the output contains "storpool volume kwdisk baseOn wdisk tag x2kclaim."
     And nothing changed
 
   Scenario: The KVM volume becomes a clone of the XEN volume and the old one is kept until cleanup
@@ -23,7 +23,9 @@ Feature: Case-1, same disk layout (Windows, FreeBSD)
     And VM "kvmwin" is powered off
     Then volume "kwdisk" holds the XEN data of "wdisk" plus every guest write from offset 0
     When I run "xen2kvmDisk -y -x wdisk -k kwdisk -b"
-    Then the command fails with "already replaced"
+    Then the command succeeds
+    And the output contains "already replaced"
+    And nothing changed
     When I run "xen2kvmDisk -y -z"
     Then the command succeeds
     And volume "x2kold-kwdisk" does not exist

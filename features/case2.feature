@@ -34,7 +34,7 @@ Feature: Case-2, raw XEN filesystem to a partitioned KVM disk, copied while the 
     And volume "ldisk" has tag "vs" = "kvmlnx"
     And volume "xen-ldisk" has tag "vs" = "kvmlnx"
     And disk "kdisk" is in phase "migrated"
-    When I run "xen2kvm verify -x ldisk -k kdisk"
+    When I run "xen2kvm verify -x ldisk -k kdisk -y"
     Then the command succeeds
     When VM "kvmlnx" is powered off
     Then disk "kdisk" is in phase "released"

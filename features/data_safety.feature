@@ -43,7 +43,7 @@ Feature: Nothing that existed before xen2kvm touched it is lost until an explici
 
   Scenario: Case-1 interrupted after the rename, then -z: nothing lost, the rerun converges, status shows it (finding 3)
     Given the volumes "wdisk,kwdisk" are remembered
-    When the 4th change to the cluster fails
+    When the 8th change to the cluster fails
     And I run "xen2kvmDisk -y -x wdisk -k kwdisk -b"
     Then the command fails with "injected"
     And volume "kwdisk" does not exist
@@ -64,7 +64,7 @@ Feature: Nothing that existed before xen2kvm touched it is lost until an explici
 
   Scenario: A prepare that crashed half-way is aborted: the grown KVM volume gets its size back
     Given the volumes "ldisk,kdisk" are remembered
-    When the 7th change to the cluster fails
+    When the 11th change to the cluster fails
     And I run "xen2kvmDisk -y -x ldisk -k kdisk"
     Then the command fails with "injected"
     And volume "kdisk" is 16M plus 32 sectors

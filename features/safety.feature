@@ -33,10 +33,12 @@ Feature: Refusals: a one-line error, a non-zero exit, and nothing changed (docs/
     When I run "xen2kvmDisk -y -x ldisk -k kdisk -b"
     Then the command is refused with "attached to"
 
-  Scenario: A migration is already in progress for the disk
+  Scenario: A migration is already in progress for the disk: prepare again is a no-op, case-1 is refused
     Given disk "ldisk" is prepared for "kdisk" and VM "kvmlnx" runs
     When I run "xen2kvmDisk -y -x ldisk -k kdisk"
-    Then the command is refused with "already in progress"
+    Then the command succeeds
+    And the output contains "already prepared"
+    And nothing changed
     When I run "xen2kvmDisk -y -x ldisk -k kdisk -b"
     Then the command is refused with "in progress"
 

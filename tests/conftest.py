@@ -8,6 +8,7 @@ import fcntl
 import hashlib
 import io
 import os
+import pickle
 import shlex
 import sys
 import time
@@ -131,6 +132,49 @@ class Rig:
         assert r.rc == 0, r
         return r
 
+    # data safety: guards -------------------------------------------------------------------
+    def run_on_host(self, command: str, host: str) -> Result:
+        prog, _, rest = command.partition(" ")
+        return self.run(f"{prog} --host {host} {rest}")
+
+    def race(self, point: str, first: str, later: str, host: str = "") -> None:
+        """Run `later` and, once it has planned (point "lock": before it takes the host lock)
+        or claimed its volumes (point "claim"), run `first` to its end; then `later` goes on.
+        The results land in `self.raced` as (first, later)."""
+        from unittest import mock
+
+        from xen2kvm import claims, context
+
+        owner, name = (context.Ctx, "lock") if point == "lock" else (claims.Claim, "apply")
+        original, done = getattr(owner, name), []
+
+        def hooked(obj, *args, **kwargs):
+            if point == "claim":
+                original(obj, *args, **kwargs)
+            if not done:
+                done.append(None)  # the interleaved run passes straight through
+                done[0] = self.run_on_host(first, host) if host else self.run(first)
+            if point == "lock":
+                original(obj, *args, **kwargs)
+
+        with mock.patch.object(owner, name, hooked):
+            last = self.run(later)
+        self.raced = (done[0], last)
+
+    def crash_before(self, step: str, command: str) -> Result:
+        """The run fails at its first `step` as a backend failure would, changing nothing more."""
+        from unittest import mock
+
+        from xen2kvm import steps
+        from xen2kvm.errors import BackendError
+
+        def fail(obj, ctx):
+            raise BackendError("injectedFault", f"simulated failure before {step}")
+
+        with mock.patch.object(getattr(steps, step), "apply", fail):
+            return self.run(command)
+
+
     # data safety: what a volume or snapshot holds, as one comparable value -------------------
     def volume_state(self, name: str) -> tuple:
         """(size, tags, sha256 of every byte) of a volume."""
@@ -158,12 +202,73 @@ class FakeRig(Rig):
         return FakeBackends(str(self.state), host, Runner())
 
     def fingerprint(self) -> bytes:
-        path = self.state / model.STATE_FILE
-        return path.read_bytes() if path.exists() else b""
+        """What an operator can observe (the model's call counters left out: a claim set and
+        released again changes nothing a refusal must leave alone)."""
+        from xen2kvm.errors import Xen2KvmError
+
+        try:
+            c = self.backends().cluster
+        except Xen2KvmError:  # a damaged state folder: its bytes are what must not change
+            return pickle.dumps(self.state_listing())
+        seen = [(v.name, v.size_bytes, sorted(v.tags.items()), v.failing,
+                 sorted(c.attachments.get(v.name, {})), sorted(v.store.chunks.items()))
+                for v in sorted(c.volumes.values(), key=lambda v: v.name)]
+        seen += [(h.name, sorted((n, d.table, repr(d.raid), d.open_count)
+                                 for n, d in h.dm.items()), sorted(h.sysctl.items()))
+                 for h in c.hosts.values()]
+        seen += [(n, sn.size_bytes, sorted(sn.tags.items()), sorted(sn.store.chunks.items()))
+                 for n, sn in sorted(c.snapshots.items())]
+        seen += [repr(vm) for vm in c.vms.values()] + [c.clock, c.fault_at]
+        return pickle.dumps(seen)
 
     # observing ------------------------------------------------------------------------------
     def volumes(self) -> dict:
         return {v.name: v for v in self.backends().storage.list_volumes()}
+
+    def set_tags(self, volume: str, tags: dict) -> None:
+        self.backends().storage.set_tags(volume, tags)
+
+    def make_ext4(self, volume: str) -> None:
+        """A XEN guest's disk as OnApp makes it: a bare filesystem (mkfs.ext4 is the judge)."""
+        import subprocess
+        import tempfile
+
+        b = self.backends()
+        vol = b.cluster.volumes[volume]
+        with tempfile.NamedTemporaryFile() as f:
+            f.write(vol.store.read(0, vol.size_bytes))
+            f.flush()
+            subprocess.run(["mkfs.ext4", "-F", "-q", f.name], check=True)
+            data = Path(f.name).read_bytes()
+        vol.store.write(0, data)
+        b.close()
+        self.xen_data[volume] = data
+
+    def xen_guest_write(self, vm: str, disk: str, offset: int, length: int, seed: int) -> None:
+        self.ok(f"xen2kvm --host xen1 sim write {vm} {disk} {offset} {length} --seed {seed}")
+
+    def damage_state(self, damage: str) -> None:
+        path = self.state / model.STATE_FILE
+        if damage == "file is truncated":
+            path.write_bytes(path.read_bytes()[:100])
+        elif damage == "file is empty":
+            path.write_bytes(b"")
+        elif damage == "file is a directory":
+            path.unlink()
+            path.mkdir()
+        elif damage == "folder is a plain file":
+            for entry in sorted(self.state.rglob("*"), reverse=True):
+                entry.rmdir() if entry.is_dir() else entry.unlink()
+            self.state.rmdir()
+            self.state.write_bytes(b"not a folder")
+        else:
+            raise AssertionError(f"no such damage: {damage}")
+
+    def state_listing(self) -> list:
+        if self.state.is_file():
+            return [("file", self.state.read_bytes())]
+        return sorted((str(p.relative_to(self.state)), p.is_dir(),
+                       p.read_bytes() if p.is_file() else b"") for p in self.state.rglob("*"))
 
     def read_volume(self, name: str, offset: int, length: int) -> bytes:
         return self.backends().cluster.volumes[name].store.read(offset, length)
@@ -208,7 +313,9 @@ class FakeRig(Rig):
                 f"--disk {name}:{size}")
 
     def power(self, vm: str, state: str) -> None:
-        self.ok(f"xen2kvm sim power {state} {vm}")
+        xen_vm = self.backends().cluster.vms[vm].hypervisor == "xen"
+        host = "--host xen1 " if xen_vm else ""  # a XEN VM runs on a XEN host, not here
+        self.ok(f"xen2kvm {host}sim power {state} {vm}")
 
     def move_to_kvm(self, vm: str) -> None:
         b = self.backends()
@@ -274,8 +381,9 @@ class FakeRig(Rig):
 
     @contextlib.contextmanager
     def holding_lock(self):
-        self.state.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.state / "xen2kvm.lock", os.O_RDWR | os.O_CREAT)
+        lock_dir = self.state / "lock-kvm1"  # the fake's run lock is per host
+        lock_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock_dir / "xen2kvm.lock", os.O_RDWR | os.O_CREAT)
         fcntl.flock(fd, fcntl.LOCK_EX)
         try:
             yield

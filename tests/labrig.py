@@ -24,6 +24,7 @@ from xen2kvm.sim import seeded, xen_content
 from .conftest import Rig
 
 HOST, OUR_ID, XEN_HOST_ID, TOKEN = "kvm1", 1, 99, "lab-token-not-printed"
+HOST2, OUR_ID2 = "kvm2", 2  # a second controller: another client of the same cluster
 SPEED_KEYS = ("dev.raid.speed_limit_min", "dev.raid.speed_limit_max")
 SETTLE = 60.0  # seconds a wait on the kernel may take before the test fails
 
@@ -52,7 +53,7 @@ class LabRig(Rig):
         conf = tmp / "storpool.conf"
         conf.write_text(f"SP_API_HTTP_HOST=127.0.0.1\nSP_API_HTTP_PORT="
                         f"{self.server.server_address[1]}\nSP_AUTH_TOKEN={TOKEN}\n\n"
-                        f"[{HOST}]\nSP_OURID={OUR_ID}\n")
+                        f"[{HOST}]\nSP_OURID={OUR_ID}\n[{HOST2}]\nSP_OURID={OUR_ID2}\n")
         self.env = {"XEN2KVM_STORPOOL_CONF": str(conf), "XEN2KVM_DEV_ROOT": "/dev",
                     "XEN2KVM_LOCK_DIR": str(tmp / "lock"), "XEN2KVM_API_RETRY_DELAY": "0"}
         self._saved = {k: os.environ.get(k) for k in self.env}
@@ -276,6 +277,31 @@ class LabRig(Rig):
         """Operator completeness: the emulator's raw capacity such that `size` is free now."""
         with self.emu.lock:
             self.emu.capacity = self.emu.used_bytes() + size
+
+    # data safety: guards -------------------------------------------------------------------
+    def run_on_host(self, command: str, host: str):
+        """Another KVM host: its own StorPool client id and its own run-lock folder."""
+        saved = os.environ["XEN2KVM_LOCK_DIR"]
+        os.environ["XEN2KVM_LOCK_DIR"] = str(self.tmp / f"lock-{host}")
+        try:
+            return super().run_on_host(command, host)
+        finally:
+            os.environ["XEN2KVM_LOCK_DIR"] = saved
+
+    def set_tags(self, volume: str, tags: dict) -> None:
+        from xen2kvm.backends.storpool import StorPoolBackends
+
+        StorPoolBackends(HOST, Runner()).storage.set_tags(volume, tags)
+
+    def make_ext4(self, volume: str) -> None:
+        subprocess.run(["mkfs.ext4", "-F", "-q", str(self.emu.path(volume))], check=True)
+        self.xen_data[volume] = self.read_volume(volume, 0, self.volumes()[volume].size_bytes)
+
+    def xen_guest_write(self, vm: str, disk: str, offset: int, length: int, seed: int) -> None:
+        assert self.vms[vm]["running"], f"{vm} is not running"
+        with open(self.emu.path(disk), "r+b") as f:  # the XEN host writes through its client
+            f.seek(offset)
+            f.write(seeded(seed, length))
 
     def set_raid_version(self, version: str) -> None:
         raise AssertionError("the lab runs the kernel it has (scenario is @fakeonly)")

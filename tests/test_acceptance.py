@@ -55,7 +55,7 @@ def test_verify_names_the_first_differing_offset(fake_rig):
     rig.ok("xen2kvmDisk -y -x xd -k kd")
     rig.ok("xen2kvm sim power on kvm")
     rig.ok("xen2kvm sync kvm --wait -y")
-    rig.ok("xen2kvm verify -x xd -k kd")
+    rig.ok("xen2kvm verify -x xd -k kd -y")
     for volume, offset in (("kd", 32 * 512 + 777_777), ("xen-xd", 1_234_567)):
         b = rig.backends()
         store = b.cluster.volumes[volume].store
@@ -63,13 +63,14 @@ def test_verify_names_the_first_differing_offset(fake_rig):
         store.write(offset, bytes([byte[0] ^ 0xFF]))
         b.cluster.generation += 1
         b.close()
-        r = rig.run("xen2kvm verify -x xd -k kd")
+        r = rig.run("xen2kvm verify -x xd -k kd -y")
         want = offset - 32 * 512 if volume == "kd" else offset
         assert r.rc == 5 and f"at byte {want} of the data" in r.err, r
-        store.write(offset, byte)
+        b = rig.backends()  # verify attached and detached meanwhile: a fresh copy
+        b.cluster.volumes[volume].store.write(offset, byte)
         b.cluster.generation += 1
         b.close()
-    rig.ok("xen2kvm verify -x xd -k kd")
+    rig.ok("xen2kvm verify -x xd -k kd -y")
 
 
 def test_status_and_show(fake_rig):
@@ -92,7 +93,7 @@ def test_in_place_checks_the_clone_before_the_original_changes(fake_rig):
     rig = fake_rig
     rig.ok("xen2kvm sim create-vm lnx --hypervisor xen --disk xd:4M")
     first = rig.read_volume("xd", 0, 4 * MIB)
-    rig.ok("xen2kvm sim fault 3")  # crash right after the recovery point and the clone
+    rig.ok("xen2kvm sim fault 4")  # crash right after the claim, the recovery point, the clone
     assert rig.run("xen2kvmDisk -y -x xd -k xd").rc != 0
     b = rig.backends()  # corrupt the clone behind the tool's back
     b.cluster.volumes["xen-xd"].store.write(4096, b"garbage")

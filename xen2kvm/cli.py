@@ -37,6 +37,10 @@ def common_options(p: argparse.ArgumentParser) -> None:
                    help="hosts file (INI); a --host listed there runs its steps over SSH")
     p.add_argument("--known-hosts", help="known_hosts file for SSH (default: the system's)")
     p.add_argument("-v", "--verbose", action="store_true", help="log every command to stderr")
+    p.add_argument("--take-over", action="store_true", help=TAKE_OVER_HELP)
+
+
+TAKE_OVER_HELP = "remove other runs' claims on the volumes (only when that run died)"
 
 
 def onapp_options(p: argparse.ArgumentParser) -> None:
@@ -48,6 +52,8 @@ def onapp_options(p: argparse.ArgumentParser) -> None:
 
 def _yes(p: argparse.ArgumentParser) -> None:
     p.add_argument("-y", "--yes", action="store_true", help="execute (default: dry-run)")
+    p.add_argument("--take-over", action="store_true", default=argparse.SUPPRESS,
+                   help=TAKE_OVER_HELP)
 
 
 def _rates(p: argparse.ArgumentParser) -> None:
@@ -119,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("verify", help="byte-compare the XEN data with the KVM volume")
     c.add_argument("-x", "--xen", required=True)
     c.add_argument("-k", "--kvm", required=True)
+    _yes(c)
     c = sub.add_parser("tune", help="show or set dev.raid.speed_limit_{min,max} (KiB/s)")
     c.add_argument("--min", type=int, dest="min_kib")
     c.add_argument("--max", type=int, dest="max_kib")
@@ -311,7 +318,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             opts = Options(args.backend, args.state, args.host, args.yes)
             return _fleet(opts, args)
         opts = Options(args.backend, args.state, args.host, getattr(args, "yes", False),
-                       args.inventory, args.known_hosts, prog="xen2kvm",
+                       args.inventory, args.known_hosts, args.take_over, prog="xen2kvm",
                        argv=tuple(sys.argv[1:] if argv is None else argv))
         return run_with_ctx(opts, args.verbose, lambda ctx: dispatch(ctx, args))
 

@@ -9,6 +9,7 @@ from . import abort as undo
 from . import capacity, dmtables, live, mbr, onapp, plans, preflight, recovery, steering
 from . import naming as nm
 from .context import Ctx
+from .dmstatus import SUPERBLOCK_MAGIC
 from .errors import PlanError, UsageError, VerifyMismatch
 from .steering import SPEED_MAX, SPEED_MIN
 from .steps import Attach, Detach, SysctlSet
@@ -19,10 +20,14 @@ KERNEL_DEFAULTS = {SPEED_MIN: 1000, SPEED_MAX: 200000}
 
 
 def clone(ctx: Ctx, xen: str, kvm: str, vm: Optional[str] = None) -> int:
-    w = ctx.world()
-    plan = plans.plan_clone(w, xen, kvm, vm)
-    capacity.check_clone(ctx, w)  # operator completeness: the margin
-    return ctx.run(plan)
+    return ctx.run(lambda w: _checked(ctx, plans.plan_clone(w, xen, kvm, vm),
+                                     lambda: capacity.check_clone(ctx, w)))
+
+
+def _checked(ctx: Ctx, plan: plans.Plan, check) -> plans.Plan:
+    """A plan that passed its space check (operator completeness), on every (re)plan."""
+    check()
+    return plan
 
 
 def prepare(ctx: Ctx, xen: str, kvm: str, n: int, helper: Sequence[str] = (),
@@ -32,12 +37,11 @@ def prepare(ctx: Ctx, xen: str, kvm: str, n: int, helper: Sequence[str] = (),
     b = ctx.backends  # the boot area is kept beside the run lock, on the host that runs it
     area_dir = str(getattr(b, "remote_lock_dir", None) or getattr(b, "lock_dir", None)
                    or "/run/lock/xen2kvm")
-    w = ctx.world()
-    plan = plans.plan_prepare(w, xen, kvm, n, helper, boot_loader, area_dir)
-    # operator completeness: will it fit; in-place, the OnApp database step to do next
-    capacity.check_prepare(ctx, w, xen, kvm, n)
-    rc = ctx.run(plan)
-    if w.resolve(xen).name == w.resolve(kvm).name:
+    rc = ctx.run(lambda w: _checked(
+        ctx, plans.plan_prepare(w, xen, kvm, n, helper, boot_loader, area_dir),
+        lambda: capacity.check_prepare(ctx, w, xen, kvm, n)))
+    w = ctx.last[0]
+    if w.resolve(xen).name == w.resolve(kvm).name:  # in-place: the OnApp database step next
         for line in onapp.notes(*onapp_ids, done=ctx.opts.yes and rc == 0):
             ctx.say(line)
     return rc
@@ -45,8 +49,8 @@ def prepare(ctx: Ctx, xen: str, kvm: str, n: int, helper: Sequence[str] = (),
 
 def assemble(ctx: Ctx, vm: str, disks: Sequence[str], rates=dmtables.NO_RATES) -> int:
     preflight.check(ctx)
-    w = ctx.world()
-    return ctx.run(plans.plan_assemble(w, vm, disks, ctx.host.dm_targets(), rates))
+    targets = ctx.host.dm_targets()
+    return ctx.run(lambda w: plans.plan_assemble(w, vm, disks, targets, rates))
 
 
 def sync(ctx: Ctx, vm: Optional[str], rates=dmtables.NO_RATES, repair: bool = False,
@@ -75,16 +79,21 @@ def _sync(ctx: Ctx, vm: Optional[str], rates, repair: bool, wait: bool, interval
     waited = 0.0
     watch = capacity.Watch()  # operator completeness: space, live view, Ctrl-C
     hint = "xen2kvmDisk -y -m {vm} -r" if ctx.opts.prog == "xen2kvmDisk" else plans.REPAIR_HINT
+    targets = ctx.host.dm_targets()
     if steer:  # the copy joins held at the floor: the guest's own latency, two legs written
         steer.hold([n for _, _, n in ctx.world().vm_devices(vm)])
+
+    def planner(w, repair: bool) -> plans.Plan:
+        plan = plans.plan_sync(w, vm, targets, rates, repair, hint)
+        watch.check(ctx, w, [d for ds in plans.vm_disks(w, vm).values() for d in ds
+                             if d.phase == "assembled" and plan.steps])
+        return plan
+
     try:
         with live.View(ctx, vm, wait and ctx.opts.yes) as view:
             while True:
-                w = ctx.world()
-                plan = plans.plan_sync(w, vm, ctx.host.dm_targets(), rates, repair, hint)
-                watch.check(ctx, w, [d for ds in plans.vm_disks(w, vm).values() for d in ds
-                                     if d.phase == "assembled" and plan.steps])
-                rc = ctx.run(plan)
+                rc = ctx.run(lambda w, repair=repair: planner(w, repair))
+                w, plan = ctx.last
                 view.show(w, waited)
                 repair = False
                 syncing = any(d.phase in ("syncing", "assembled") and not d.problem
@@ -107,19 +116,19 @@ def _sync(ctx: Ctx, vm: Optional[str], rates, repair: bool, wait: bool, interval
 
 def release(ctx: Ctx, vm: str) -> int:
     preflight.check(ctx)
-    return ctx.run(plans.plan_release(ctx.world(), vm))
+    return ctx.run(lambda w: plans.plan_release(w, vm))
 
 
 def cleanup(ctx: Ctx, vm: Optional[str]) -> int:
-    return ctx.run(plans.plan_cleanup(ctx.world(), vm))
+    return ctx.run(lambda w: plans.plan_cleanup(w, vm))
 
 
 def abort(ctx: Ctx, vm: Optional[str], disk: Optional[str]) -> int:
-    return ctx.run(undo.plan_abort(ctx.world(), vm, disk))
+    return ctx.run(lambda w: undo.plan_abort(w, vm, disk))
 
 
 def purge(ctx: Ctx, vm: Optional[str], disk: Optional[str], every: bool = False) -> int:
-    return ctx.run(undo.plan_purge(ctx.world(), vm, disk, every))
+    return ctx.run(lambda w: undo.plan_purge(w, vm, disk, every))
 
 
 def status(ctx: Ctx, vm: Optional[str], as_json: bool = False) -> int:
@@ -147,6 +156,10 @@ def status(ctx: Ctx, vm: Optional[str], as_json: bool = False) -> int:
     if as_json:
         ctx.say(json.dumps(rows, indent=2))
         return 0
+    for v in sorted(w.volumes.values(), key=lambda v: v.name):  # runs at work, or dead ones
+        for holder in nm.claims(v.tags):
+            ctx.say(f"{v.name}: claimed by {holder} (a run in progress; if it died, the "
+                    "next run needs --take-over)")
     if not rows:
         ctx.say("no disk is under migration")
     else:
@@ -182,8 +195,11 @@ def _rows_without_clone(w, groups, seen, vm: Optional[str]) -> list[dict]:
 
 
 def verify(ctx: Ctx, xen_id: str, kvm_id: str) -> int:
-    """Byte compare: the XEN data (the clone while it exists) against the KVM volume from N."""
+    """Byte compare: the XEN data (the clone while it exists) against the KVM volume from N,
+    then the XEN volume against its clone (a XEN VM that ran after prepare wrote there only).
+    Under the host lock; attaching what is not attached here needs -y."""
     preflight.check(ctx)
+    ctx.lock()
     w = ctx.world()
     xen, kvm = w.resolve(xen_id), w.resolve(kvm_id)
     clone = w.get(nm.clone_name(xen.name))
@@ -191,28 +207,58 @@ def verify(ctx: Ctx, xen_id: str, kvm_id: str) -> int:
     if source.name == kvm.name:
         raise PlanError(f"no pristine copy of {xen.name} is left to compare with (in-place "
                         "mode after cleanup)")
-    host = ctx.host
-    attached = [v for v in (source.name, kvm.name) if ctx.host.name not in w.volumes[v].attached]
-    for v in attached:  # read-only look; put back as found
-        Attach(v, host.name).apply(ctx)
+    # the clone equals the XEN volume until a helper or the guest writes to it (the raid1's
+    # leg 0 is the clone): compare them while neither has happened
+    meta0 = nm.meta_names(kvm.name)[0]
+    both = (clone is not None and xen.name != kvm.name and meta0 in w.volumes
+            and clone.tags.get(nm.TAG_HELPER) != "ok")
+    names = [source.name, kvm.name] + ([xen.name, meta0] if both else [])
+    for name in names:
+        w.refuse_attached(w.volumes[name], allow_local=True)
+    attached = [v for v in names if ctx.host.name not in w.volumes[v].attached]
+    if attached and not ctx.opts.yes:
+        raise PlanError(f"verify must attach {', '.join(attached)} on {ctx.host.name} to read "
+                        "them; add -y (they are detached again afterwards)")
+    for v in attached:  # a look only; put back as found
+        Attach(v, ctx.host.name).apply(ctx)
     try:
-        part = (mbr.parse(host.read(host.device_path(kvm.name), 0, SECTOR)) or [None])[0]
-        size = source.size_bytes
-        if part is None or part.type_id != mbr.LINUX or part.size_sectors * SECTOR != size:
-            raise VerifyMismatch(f"{kvm.name} has no partition 1 of type 83 holding "
-                                 f"{size // SECTOR} sectors; was it prepared?")
-        off = part.start_sectors * SECTOR
-        diff = host.first_difference(host.device_path(source.name), 0,
-                                     host.device_path(kvm.name), off, size)
+        both = both and ctx.host.read(ctx.host.device_path(meta0), 0, 4) != SUPERBLOCK_MAGIC
+        if both:  # first: it names the cause of the KVM-side difference it implies
+            _compare_xen(ctx, xen, source)
+        off, size = _compare(ctx, source.name, source.size_bytes, kvm.name)
     finally:
         for v in attached:
-            Detach(v, host.name).apply(ctx)
-    if diff is not None:
-        raise VerifyMismatch(f"{kvm.name} differs from {source.name} at byte {diff} of the data "
-                             f"(KVM volume offset {off + diff})", diff)
+            Detach(v, ctx.host.name).apply(ctx)
     ctx.say(f"verify OK: {kvm.name} bytes [{off}, {off + size}) equal {source.name} "
-            f"({size} bytes)")
+            f"({size} bytes)" + (f", and {xen.name} still equals it" if both else ""))
     return 0
+
+
+def _compare(ctx: Ctx, source: str, size: int, kvm: str) -> tuple[int, int]:
+    host = ctx.host
+    part = (mbr.parse(host.read(host.device_path(kvm), 0, SECTOR)) or [None])[0]
+    if part is None or part.type_id != mbr.LINUX or part.size_sectors * SECTOR != size:
+        raise VerifyMismatch(f"{kvm} has no partition 1 of type 83 holding "
+                             f"{size // SECTOR} sectors; was it prepared?")
+    off = part.start_sectors * SECTOR
+    diff = host.first_difference(host.device_path(source), 0, host.device_path(kvm), off, size)
+    if diff is not None:
+        raise VerifyMismatch(f"{kvm} differs from {source} at byte {diff} of the data "
+                             f"(KVM volume offset {off + diff})", diff)
+    return off, size
+
+
+def _compare_xen(ctx: Ctx, xen, clone) -> None:
+    host = ctx.host
+    size = min(xen.size_bytes, clone.size_bytes)
+    diff = host.first_difference(host.device_path(xen.name), 0, host.device_path(clone.name), 0,
+                                 size)
+    if diff is None and xen.size_bytes != clone.size_bytes:
+        diff = size
+    if diff is not None:
+        raise VerifyMismatch(f"the XEN volume {xen.name} changed after prepare (it differs "
+                             f"from its clone {clone.name} at byte {diff}): its writes are not "
+                             "on KVM; undo the migration and prepare again", diff)
 
 
 def tune(ctx: Ctx, min_kib: Optional[int], max_kib: Optional[int], reset: bool) -> int:

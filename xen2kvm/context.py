@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import os
+import secrets
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Optional, TextIO
+from typing import Any, Callable, Optional, TextIO, Union
 
 from xen2kvm import backends as registry
 
+from . import claims as cl
 from . import lockdir
-from .errors import UsageError
+from . import naming as nm
+from . import steps as s
+from .errors import ClaimBusy, UsageError
 from .plans import Plan
 from .process import Runner
 from .world import World
@@ -23,9 +30,12 @@ class Options:
     yes: bool = False
     inventory: Optional[str] = None  # with --host H listed in it, H's steps run over SSH
     known_hosts: Optional[str] = None
+    take_over: bool = False  # remove other runs' claims (the operator says they crashed)
     # operator completeness: which command line runs (messages, the audit record)
     prog: str = "xen2kvm"
     argv: tuple[str, ...] = ()
+
+Planner = Callable[[World], Plan]
 
 
 @dataclass
@@ -34,6 +44,8 @@ class Ctx:
     out: TextIO = field(default_factory=lambda: sys.stdout)
     backends: Any = None
     _lock: Any = None  # what releases the run lock
+    _claim_key: str = ""
+    last: Optional[tuple[World, Plan]] = None  # the world and plan the last run() acted on
     _audit: Any = None  # operator completeness: this run's audit record (xen2kvm/audit.py)
 
     @classmethod
@@ -110,30 +122,108 @@ class Ctx:
         if self._lock is None:
             self.lock()
 
-    def run(self, plan: Plan) -> int:
-        """Print the plan (dry-run) or execute it (-y); the same list either way."""
+    def run(self, planner: Union[Plan, Planner]) -> int:
+        """Print the plan (dry-run) or execute it (-y): under the host lock and a claim on each
+        volume it changes, planned again from a fresh read, so nothing read before the lock
+        is acted on. The claim and its release are steps like the others."""
+        replan = planner if callable(planner) else (lambda _w: planner)
+        w = self.world()
+        plan = replan(w)
+        self.last = (w, plan)
         for note in plan.notes:
             self.say(note)
+        claim = self._claim(w, plan.steps, ())
+        if claim:
+            plan.steps = cl.born_claimed(plan.steps, claim.key)
+        wrapped = [claim, *plan.steps, cl.Unclaim(claim.key)] if claim else plan.steps
         if plan.steps and not self.opts.yes:
-            self.say(f"# dry-run: nothing changed; add -y to run these {len(plan.steps)} steps:")
-            for step in plan.steps:
+            self.say(f"# dry-run: nothing changed; add -y to run these {len(wrapped)} steps:")
+            for step in wrapped:
                 self.say(step.render())
         elif plan.steps:
-            if self._lock is None:
-                self.lock()
-            self.audit.begin()
-            for step in plan.steps:
-                self.say("+ " + step.render().replace("\n", "\n  "))
-                try:
-                    step.apply(self)
-                except BaseException as exc:
-                    self.audit.step(step.render(), exc)
-                    raise
-                self.audit.step(step.render())
+            plan = self._execute(replan, plan, claim)
+        if self.opts.take_over and self.opts.yes:
+            self._drop_own_host_claims()
         for failure in plan.failures:
             print(f"{self.opts.prog}: error: {failure}", file=sys.stderr)
             self.audit.warning(failure)
         return 6 if plan.failures else 0
+
+    def _claim(self, w: World, steps: list, held: tuple[str, ...]) -> Optional[cl.Claim]:
+        # the operator's volumes: the tool's own are reached only through them (their tag
+        # budget has no room for a claim)
+        names = tuple(n for n in cl.volumes_changed(steps, w.volumes)
+                      if n not in held and not nm.is_own(w.volumes[n].tags))
+        if not names:
+            return None
+        if not self._claim_key:
+            self._claim_key = nm.claim_key(self.host.name, os.getpid(), secrets.token_hex(3))
+        mine = self._claim_key[len(nm.CLAIM_PREFIX):]
+        foreign = [(n, h) for n in names for h in nm.claims(w.volumes[n].tags) if h != mine]
+        if foreign and not self.opts.take_over:
+            raise ClaimBusy(cl.claim_message(*foreign[0]))
+        return cl.Claim(names, self._claim_key,
+                       tuple((n, nm.CLAIM_PREFIX + h) for n, h in foreign))
+
+    def _world_unclaimed(self, key: str) -> World:
+        """The fresh world as a planner must see it: without this run's own claim (a recovery
+        point must not record it, a plan must not differ for it)."""
+        w = self.world()
+        for name, v in w.volumes.items():
+            if key in v.tags:
+                w.volumes[name] = dataclasses.replace(
+                    v, tags={k: t for k, t in v.tags.items() if k != key})
+        return w
+
+    def _drop_own_host_claims(self) -> None:
+        """--take-over: a crash left claims of this host, maybe on volumes the plan no longer
+        touches; under the host lock every claim of this host is a dead run's (claims are
+        set only under it)."""
+        if self._lock is None:
+            self.lock()
+        for v in self.world().volumes.values():
+            for holder in nm.claims(v.tags):
+                if holder.rsplit(".", 2)[0] == self.host.name:
+                    self._apply(s.SetTags(v.name, {nm.CLAIM_PREFIX + holder: None}))
+
+    def _apply(self, step: s.Step) -> None:
+        self.audit.begin()  # a run that could not leave its audit record changes nothing
+        self.say("+ " + step.render().replace("\n", "\n  "))
+        try:
+            step.apply(self)
+        except BaseException as exc:
+            self.audit.step(step.render(), exc)
+            raise
+        self.audit.step(step.render())
+
+    def _execute(self, replan: Planner, plan: Plan, claim: Optional[cl.Claim]) -> Plan:
+        if self._lock is None:
+            self.lock()
+        if claim is None:  # nothing to claim (host-only steps): the host lock is enough
+            for step in plan.steps:
+                self._apply(step)
+            return plan
+        try:
+            self._apply(claim)
+            w = self._world_unclaimed(claim.key)
+            fresh = replan(w)
+            fresh.steps = cl.born_claimed(fresh.steps, claim.key)
+            self.last = (w, fresh)
+            if fresh.steps != plan.steps:
+                self.say(f"# the cluster changed since it was read; running the fresh plan "
+                         f"({len(fresh.steps)} steps)")
+                for note in fresh.notes:
+                    self.say(note)
+            more = self._claim(w, fresh.steps, claim.names)
+            for step in ([more] if more else []) + fresh.steps:
+                self._apply(step)
+        except BaseException:
+            # not printed (stdout may be the broken pipe); the first error is the one to report
+            with contextlib.suppress(Exception):
+                cl.Unclaim(claim.key).apply(self)
+            raise
+        self._apply(cl.Unclaim(claim.key))
+        return fresh
 
     def close(self) -> None:
         if self.backends is not None:

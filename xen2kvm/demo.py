@@ -74,7 +74,7 @@ class Demo:
                 break
         self.x("status")
         for xen, kvm in (("ldisk1", "kdisk1"), ("ldisk2", "kdisk2")):
-            self.x("verify", "-x", xen, "-k", kvm)
+            self.x("verify", "-x", xen, "-k", kvm, "-y")
         self.x("sim", "power", "off", "kvmlnx")
         self.x("sim", "power", "on", "kvmlnx")
         self.guest("kvmlnx", "kdisk1", 32 * 512, 512, 99)

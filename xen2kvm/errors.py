@@ -100,3 +100,7 @@ class Unreachable(BackendError):
 
 class HostKeyRefused(PlanError):
     """The SSH host key is unknown or changed: refused unless the operator accepts it."""
+
+
+class ClaimBusy(PlanError):
+    """Another run (on any host) holds a claim on a volume this run would change."""

@@ -76,7 +76,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         args = build_parser().parse_args(argv)
         action = _action(args)
         opts = Options(args.backend, args.state, args.host, args.y, args.inventory,
-                       args.known_hosts, prog="xen2kvmDisk",
+                       args.known_hosts, args.take_over, prog="xen2kvmDisk",
                        argv=tuple(sys.argv[1:] if argv is None else argv))
         return run_with_ctx(opts, args.verbose, action)
 

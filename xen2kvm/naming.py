@@ -34,6 +34,11 @@ ROLE_META = "meta"
 ROLE_REPLACED = "replaced"
 OWN_ROLES = (ROLE_CLONE, ROLE_META, ROLE_REPLACED)
 
+# A run's claim on a volume it changes: a tag of its own per run (`x2kclaim.<host>.<pid>.<hex>`),
+# so two claimants never overwrite each other and each sees the other on read-back.
+CLAIM_PREFIX = "x2kclaim."
+CLAIM_ROOM = len(CLAIM_PREFIX) + 48 + 2  # one claim key (host up to 32 characters) and "=1"
+
 CLONE_PREFIX = "xen-"
 DM_PREFIX = "xen2kvm-"
 DM_LINEAR_SUFFIX = "-lin"
@@ -69,6 +74,25 @@ def check_tags(volume: str, tags: Mapping[str, Optional[str]]) -> None:
             f"volume {volume} with its tags would be {total} bytes, over StorPool's "
             f"{NAME_AND_TAGS_MAX}; use shorter volume names"
         )
+
+
+def check_claimable(volume: str, tags: Mapping[str, Optional[str]]) -> None:
+    """An operator's volume with every tag it will carry must leave room for a run's claim."""
+    check_tags(volume, {**{k: v for k, v in tags.items() if not k.startswith(CLAIM_PREFIX)},
+                        CLAIM_PREFIX: "x" * (CLAIM_ROOM - len(CLAIM_PREFIX) - 1)})
+
+
+def claim_key(host: str, pid: int, token: str) -> str:
+    key = f"{CLAIM_PREFIX}{host}.{pid}.{token}"
+    if len(key) + 2 > CLAIM_ROOM or not TAG_NAME_RE.match(key):
+        raise PlanError(f"host name {host!r} is too long or has characters a StorPool tag "
+                        "cannot hold; use a shorter --host")
+    return key
+
+
+def claims(tags: Mapping[str, str]) -> list[str]:
+    """The holders (host.pid.token) of the claims a volume carries."""
+    return sorted(k[len(CLAIM_PREFIX):] for k in tags if k.startswith(CLAIM_PREFIX))
 
 
 def is_own(tags: Mapping[str, str]) -> bool:

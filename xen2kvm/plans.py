@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
-from . import dmtables, mbr, recovery
+from . import dmtables, guards, mbr, recovery
 from . import naming as nm
 from . import steps as s
 from .dmstatus import check_raid_target
@@ -46,12 +46,15 @@ def plan_clone(w: World, xen_id: str, kvm_id: str, vm: Optional[str] = None) -> 
     kvm, old = w.get(kvm_name), w.get(old_name)
     w.refuse_attached(xen)
     plan = Plan()
+    if not marked:  # swapped -x/-k: look before anything, the recovery point included
+        plan.add(*guards.detach_leftover(w, kvm), s.CheckNotXenDisk(kvm.name, xen.name, w.host))
     if old is None:  # the volume still has its name: recover it from before the first change
         plan.add(*recovery.take_points(w, kvm_name, [kvm], case1=True))
     if not marked:  # nothing done yet
         if kvm.tags.get(nm.TAG_XEN):
             raise PlanError(f"a case-2 migration is in progress for {kvm.name} "
                             f"(xen={kvm.tags[nm.TAG_XEN]}); finish or undo it first")
+        guards.refuse_other_migration(xen, kvm)
         if xen.size_bytes > kvm.size_bytes:
             raise PlanError(_too_big(xen, kvm.size_bytes))
         if old is not None:
@@ -62,14 +65,14 @@ def plan_clone(w: World, xen_id: str, kvm_id: str, vm: Optional[str] = None) -> 
         nm.check_tags(old_name, {**kvm.tags, **tags})
         plan.add(s.SetTags(kvm.name, tags))
     if old is None:  # tagged, not yet renamed
-        w.refuse_attached(kvm)
+        w.refuse_attached(kvm, allow_local=not marked)
         plan.add(s.RenameVolume(kvm.name, old_name))
         want, have = kvm.size_bytes, None
     else:
         want, have = old.size_bytes, (kvm.size_bytes if kvm is not None else None)
-        if have is not None and have >= want:
-            raise PlanError(f"{kvm_name} was already replaced by a clone of {xen.name} "
-                            f"(the old volume is {old_name}); nothing to do")
+        if have is not None and have >= want:  # a rerun of a finished case-1: a no-op
+            return Plan(notes=[f"{kvm_name} was already replaced by a clone of {xen.name} "
+                               f"(the old volume is {old_name}); nothing to do"])
     if have is None:
         plan.add(s.CloneVolume(kvm_name, xen.name))
         have = xen.size_bytes
@@ -78,6 +81,15 @@ def plan_clone(w: World, xen_id: str, kvm_id: str, vm: Optional[str] = None) -> 
     plan.notes.append(f"case-1: {kvm_name} becomes a clone of {xen.name}; the old volume is kept "
                       f"as {old_name} until cleanup")
     return plan
+
+
+def _prepared_already(w: World, xen: str, kvm: str, clone, n: int) -> Plan:
+    if clone.tags.get(nm.TAG_KVM) != kvm or int(clone.tags.get(nm.TAG_N, 0)) != n:
+        raise PlanError(f"{kvm} was prepared with other arguments (clone {clone.name}, "
+                        f"N={clone.tags.get(nm.TAG_N)}); see `xen2kvm status`")
+    d = w.disk_for_kvm(kvm)
+    return Plan(notes=[f"{kvm} is already prepared from {xen} (phase "
+                       f"{d.phase if d else 'prepared'}); nothing to do"])
 
 
 def _too_big(xen, room_bytes: int) -> str:
@@ -94,12 +106,13 @@ def plan_prepare(w: World, xen_id: str, kvm_id: str, n: int,
     inplace = xen.name == kvm.name
     clone_name = nm.clone_name(xen.name)
     meta0, meta1 = nm.meta_names(kvm.name)
-    if kvm.tags.get(nm.TAG_XEN):
-        d = w.disk_for_kvm(kvm.name)
-        phase = d.phase if d else "unknown"
-        raise PlanError(f"a migration is already in progress for {kvm.name} (phase {phase}, "
-                        f"xen={kvm.tags[nm.TAG_XEN]}); see `xen2kvm status`")
+    guards.refuse_other_migration(xen, kvm, clone_name)
     clone = w.get(clone_name)
+    if kvm.tags.get(nm.TAG_XEN) and clone is not None:  # a rerun of a finished prepare
+        return _prepared_already(w, xen.name, kvm.name, clone, n)
+    if kvm.tags.get(nm.TAG_XEN):
+        raise PlanError(f"{kvm.name} is tagged xen={clone_name} but that clone is missing; "
+                        "check it by hand (`xen2kvm status`)")
     if clone is not None:
         t = clone.tags
         if t.get(nm.TAG_ROLE) != nm.ROLE_CLONE or t.get(nm.TAG_KVM) != kvm.name:
@@ -116,8 +129,8 @@ def plan_prepare(w: World, xen_id: str, kvm_id: str, n: int,
         _refuse_other_helper(t.get(nm.TAG_HELPER), helper)
     else:
         korig = bytes_to_sectors(kvm.size_bytes)
-    w.refuse_attached(xen, allow_local=clone is not None)
-    w.refuse_attached(kvm, allow_local=clone is not None)
+    w.refuse_attached(xen, allow_local=clone is not None and inplace)
+    w.refuse_attached(kvm, allow_local=clone is not None or not inplace)
     xen_size = clone.size_bytes if (clone is not None and inplace) else xen.size_bytes
     if clone is not None and clone.size_bytes != xen_size:
         raise PlanError(f"the size of {xen.name} changed during the migration "
@@ -134,8 +147,13 @@ def plan_prepare(w: World, xen_id: str, kvm_id: str, n: int,
                   nm.TAG_KVM_SECTORS: str(korig), nm.TAG_HELPER: "x" * HELPER_TAG_MAX,
                   nm.TAG_VS: "x" * 64}
     nm.check_tags(clone_name, clone_tags)  # room for every tag it will carry
+    nm.check_claimable(kvm.name, {**kvm.tags, nm.TAG_XEN: clone_name})
+    nm.check_claimable(xen.name, {**xen.tags, nm.TAG_VS: "x" * 64})
     plan = Plan()
     host = w.host
+    if not inplace and kvm.size_bytes == korig * SECTOR:  # swapped -x/-k: before any change
+        plan.add(*([] if clone else guards.detach_leftover(w, kvm)),
+                 s.CheckNotXenDisk(kvm.name, xen.name, host))
     area = f"{area_dir}/boot-area-{kvm.name}.img"
     if boot_loader:  # first: a guest whose boot loader cannot be installed changes nothing
         source = w.get(clone_name) or xen
@@ -268,6 +286,7 @@ def plan_assemble(w: World, vm: str, disk_ids: Sequence[str], targets,
             plan.notes.append(f"{vm} {disk_id}: already assembled as {nm.mapper_path(d.raid)}")
             continue
         _check_sizes(w, d)
+        guards.refuse_xen_attached(w, d)
         check_raid_target(targets)
         lin, one, _, resume = _tables(w, d, rates)
         joined = w.volumes[d.metas[1]].tags.get("leg1") == "joined"
@@ -313,6 +332,7 @@ def plan_sync(w: World, vm: Optional[str], targets, rates: dmtables.Rates = dmta
                                   f"{nm.volume_path(d.kvm)} directly")
                 continue
             _check_sizes(w, d)
+            guards.refuse_xen_attached(w, d)
             _, _, rebuild, _ = _tables(w, d, rates)
             st = d.status
             if d.phase == ASSEMBLED:

@@ -7,7 +7,7 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
 
-from . import mbr, naming
+from . import mbr, naming, signatures
 from .dmstatus import SUPERBLOCK_MAGIC, parse_status
 from .errors import LegFailed, PlanError
 from .units import human
@@ -339,6 +339,36 @@ class SysctlSet(Step):
 
     def apply(self, ctx) -> None:
         ctx.host.sysctl_set(self.key, self.value)
+
+
+@dataclass(frozen=True)
+class CheckNotXenDisk(Step):
+    """Swapped -x/-k: the 'KVM' volume must not hold a bare filesystem, as a XEN disk does.
+    Runs before the first change and leaves the volume attached as it found it."""
+
+    volume: str
+    xen: str
+    host: str
+
+    def render(self) -> str:
+        return (f"blkid -p {naming.volume_path(self.volume)}   # attached here for the look; "
+                "must show a partition table or nothing, not a bare filesystem")
+
+    def apply(self, ctx) -> None:
+        attached = any(self.host in v.attached for v in ctx.storage.list_volumes()
+                       if v.name == self.volume)
+        if not attached:
+            ctx.storage.attach(self.volume, self.host)
+        try:
+            head = ctx.host.read(ctx.host.device_path(self.volume), 0, signatures.HEAD_BYTES)
+        finally:
+            if not attached:
+                ctx.storage.detach(self.volume, self.host)
+        found = signatures.bare_filesystem(head)
+        if found:
+            raise PlanError(f"{self.volume} holds a bare {found} filesystem, as a XEN disk "
+                            f"does: are -x and -k swapped? The XEN disk goes to -x "
+                            f"(here {self.xen}), the new KVM disk to -k")
 
 
 # recovery points -------------------------------------------------------------------------------

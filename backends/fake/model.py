@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from xen2kvm.errors import InjectedFault
+from xen2kvm.errors import BackendError, InjectedFault
 
 from .latency import GuestIo
 from .sparse import SparseStore
@@ -132,18 +132,62 @@ class Cluster:
         self.fault_at = k
 
 
+MAGIC = b"x2kfake1"
+STAMP_BYTES = len(MAGIC) + 16  # the magic, then a random token new with every save
+
+
+def stamp(state_dir: Path) -> Optional[bytes]:
+    """What identifies one saved version (file times and inode numbers repeat too easily)."""
+    try:
+        with open(Path(state_dir) / STATE_FILE, "rb") as f:
+            return f.read(STAMP_BYTES)
+    except FileNotFoundError:
+        return None
+    except OSError:  # a directory or unreadable: load() says what is wrong
+        return b""
+
+
 def load(state_dir: Path) -> Cluster:
     path = Path(state_dir) / STATE_FILE
     if not path.exists():
         return Cluster()
-    with open(path, "rb") as f:
-        return pickle.load(f)
+    try:
+        with open(path, "rb") as f:
+            if f.read(len(MAGIC)) != MAGIC:
+                raise ValueError("no magic")
+            f.seek(STAMP_BYTES)
+            cluster = pickle.load(f)
+    except (OSError, EOFError, pickle.UnpicklingError, ValueError, AttributeError,
+            ImportError, IndexError, TypeError) as exc:
+        why = "empty" if path.is_file() and path.stat().st_size == 0 else (
+            getattr(exc, "strerror", None) or "truncated or damaged")
+        raise BackendError("stateUnreadable", f"the fake cluster's state file {path} is "
+                           f"unreadable ({why}); restore it from a copy, or give --state a "
+                           "new folder; nothing was changed") from None
+    if not isinstance(cluster, Cluster):
+        raise BackendError("stateUnreadable", f"{path} does not hold a fake cluster; restore "
+                           "it from a copy, or give --state a new folder; nothing was changed")
+    return cluster
+
+
+def dump(cluster: Cluster) -> bytes:
+    return pickle.dumps(cluster, protocol=4)
+
+
+def saved_bytes(state_dir: Path) -> bytes:
+    """The saved cluster's pickle, without the stamp."""
+    path = Path(state_dir) / STATE_FILE
+    return path.read_bytes()[STAMP_BYTES:] if path.is_file() else b""
 
 
 def save(cluster: Cluster, state_dir: Path) -> None:
     state_dir = Path(state_dir)
-    state_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=state_dir, prefix=".cluster.")
-    with os.fdopen(fd, "wb") as f:
-        pickle.dump(cluster, f, protocol=4)
-    os.replace(tmp, state_dir / STATE_FILE)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=state_dir, prefix=".cluster.")
+        with os.fdopen(fd, "wb") as f:
+            f.write(MAGIC + os.urandom(STAMP_BYTES - len(MAGIC)) + dump(cluster))
+        os.replace(tmp, state_dir / STATE_FILE)
+    except OSError as exc:
+        raise BackendError("stateUnwritable", f"cannot save the fake cluster in {state_dir} "
+                           f"({exc.strerror}); make the folder writable; this change was "
+                           "not saved") from None

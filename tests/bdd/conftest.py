@@ -693,3 +693,126 @@ def latency_band(rig, lo, hi):
 @then(parsers.parse('the output does not contain "{text}"'))
 def output_lacks(rig, text):
     assert text not in rig.last.out, rig.last
+
+
+# data safety: guards ---------------------------------------------------------------------------
+def _digest(rig, name: str) -> tuple[int, str]:
+    import hashlib
+
+    size = rig.volumes()[name].size_bytes
+    return size, hashlib.sha256(rig.read_volume(name, 0, size)).hexdigest()
+
+
+@given(parsers.parse('I run "{command}"'))
+def given_run(rig, before, command):
+    run_command(rig, before, command)
+
+
+@given("the content of every volume is recorded")
+@when("the content of every volume is recorded")
+def record_content(rig):
+    rig.recorded = {name: _digest(rig, name) for name in rig.volumes()}
+
+
+@then("every volume holds its recorded content")
+def every_volume_as_recorded(rig):
+    for name, want in rig.recorded.items():
+        assert name in rig.volumes(), f"{name} is gone"
+        assert _digest(rig, name) == want, f"{name} changed"
+
+
+@then(parsers.parse('volume "{name}" holds its recorded content'))
+def volume_as_recorded(rig, name):
+    assert _digest(rig, name) == rig.recorded[name], f"{name} changed"
+
+
+@then(parsers.parse('volume "{name}" holds the recorded content of "{other}"'))
+def volume_holds_other(rig, name, other):
+    assert _digest(rig, name) == rig.recorded[other]
+
+
+@then(parsers.parse('the error says "{text}"'))
+def error_says(rig, text):
+    assert text in rig.last.err, rig.last
+
+
+@then(parsers.parse('the command fails with exit code {code:d} and "{message}"'))
+def fails_with_code(rig, code, message):
+    assert rig.last.rc == code and message in rig.last.err, rig.last
+    assert len(rig.last.err.strip().splitlines()) == 1, rig.last
+
+
+@given(parsers.parse('disk "{disk}" holds a bare ext4 filesystem'))
+def bare_ext4(rig, disk):
+    rig.make_ext4(disk)
+
+
+@given(parsers.parse('"{command}" crashed before its step {step}'))
+def crashed_before(rig, command, step):
+    r = rig.crash_before(step, command)
+    assert r.rc == 4 and "simulated failure" in r.err, r
+
+
+@when(parsers.parse('"{first}" runs while another "{later}" waits between its plan and its '
+                    "lock"))
+def race_before_lock(rig, first, later):
+    rig.race("lock", first, later)
+
+
+@when(parsers.parse('"{first}" on host "{host}" runs while another "{later}" holds its claims'))
+def race_after_claim(rig, first, host, later):
+    rig.race("claim", first, later, host)
+
+
+@then("both commands succeed")
+def both_succeed(rig):
+    assert rig.raced[0].rc == 0 and rig.raced[1].rc == 0, rig.raced
+
+
+@then(parsers.parse('the later one says "{text}"'))
+def later_says(rig, text):
+    assert text in rig.raced[1].out, rig.raced
+
+
+@then("the later one succeeds")
+def later_succeeds(rig):
+    assert rig.raced[1].rc == 0, rig.raced
+
+
+@then(parsers.parse('the interleaved command is refused with "{message}" and "{more}"'))
+def interleaved_refused(rig, message, more):
+    r = rig.raced[0]
+    assert r.rc == 3 and message in r.err and more in r.err, r
+    assert len(r.err.strip().splitlines()) == 1, r
+
+
+@then("no volume carries a claim")
+def no_claims(rig):
+    from xen2kvm import naming
+
+    held = {n: naming.claims(v.tags) for n, v in rig.volumes().items() if naming.claims(v.tags)}
+    assert not held, held
+
+
+@given(parsers.parse('a run on host "{host}" that died left its claim on volume "{volume}"'))
+def dead_claim(rig, host, volume):
+    from xen2kvm import naming
+
+    rig.set_tags(volume, {naming.claim_key(host, 999999, "dead00"): "1"})
+
+
+@given(parsers.parse('the XEN guest of VM "{vm}" writes {length} bytes at offset {where} of disk '
+                     '"{disk}" with seed {seed:d}'))
+def xen_guest_write(rig, vm, length, where, disk, seed):
+    rig.xen_guest_write(vm, disk, parse_size(where), parse_size(length), seed)
+
+
+@given(parsers.parse("the fake cluster's state {damage}"))
+def damage_state(rig, damage):
+    rig.damage_state(damage)
+    rig.damaged = rig.state_listing()
+
+
+@then(parsers.parse("the fake cluster's state is still {damage}"))
+def still_damaged(rig, damage):
+    assert rig.state_listing() == rig.damaged

@@ -30,7 +30,7 @@ def test_case1_and_its_cleanup(sp):
     sp.create("wdisk", 8 * MIB, b"WIN!")
     sp.create("kwdisk", 8 * MIB)
     dry = sp.ok("xen2kvmDisk -x wdisk -k kwdisk -b")
-    assert "storpool volume kwdisk baseOn wdisk create" in dry
+    assert "storpool volume kwdisk baseOn wdisk tag x2kclaim." in dry  # born claimed
     assert set(sp.emu.volumes) == {"wdisk", "kwdisk"}
     sp.ok("xen2kvmDisk -y -x wdisk -k kwdisk -b")
     assert sp.file("kwdisk").read_bytes() == sp.file("wdisk").read_bytes()

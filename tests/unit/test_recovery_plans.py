@@ -32,8 +32,9 @@ def rp(volume: str, migration: str, **extra: str) -> Snapshot:
 def test_prepare_takes_recovery_points_before_any_change_and_records_the_tags():
     w = world(Volume("ldisk", 16 * M), Volume("kdisk", 16 * M, {"owner": "onapp"}))
     plan = plans.plan_prepare(w, "ldisk", "kdisk", 32)
-    first, second = plan.steps[:2]
-    assert kinds(plan)[:3] == ["TakeRecoveryPoint", "TakeRecoveryPoint", "CloneVolume"]
+    first, second = plan.steps[1:3]  # after the look for swapped -x/-k, which changes nothing
+    assert kinds(plan)[:4] == ["CheckNotXenDisk", "TakeRecoveryPoint", "TakeRecoveryPoint",
+                               "CloneVolume"]
     assert first == s.TakeRecoveryPoint("kdisk", "x2krp1-kdisk", {
         "xen2kvm": "rp", "m": "kdisk", "g": "1", "o.owner": "onapp"})
     assert second.volume == "ldisk" and second.tags["v"] == "ldisk"
@@ -61,8 +62,9 @@ def test_a_new_migration_after_an_abort_gets_a_new_generation():
 def test_case1_recovery_point_comes_before_the_tag_and_the_rename():
     w = world(Volume("wdisk", 16 * M), Volume("kwdisk", 16 * M))
     plan = plans.plan_clone(w, "wdisk", "kwdisk")
-    assert kinds(plan)[:3] == ["TakeRecoveryPoint", "SetTags", "RenameVolume"]
-    assert plan.steps[0].tags["c1"] == "1"
+    assert kinds(plan)[:4] == ["CheckNotXenDisk", "TakeRecoveryPoint", "SetTags",
+                               "RenameVolume"]
+    assert plan.steps[1].tags["c1"] == "1"
 
 
 def test_names_too_long_for_a_recovery_point_are_refused_before_any_change():
