@@ -373,7 +373,7 @@ class FakeRig(Rig):
     token = "fake-has-no-token"
 
     def lock_folder(self) -> Path:
-        return self.state  # the fake keeps its run lock with its state
+        return self.state / "lock-kvm1"  # the fake keeps each host's run lock with its state
 
     def set_free(self, size: int) -> None:
         """Operator completeness: the raw capacity such that `size` bytes are free now."""

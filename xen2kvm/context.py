@@ -160,8 +160,12 @@ class Ctx:
             self._claim_key = nm.claim_key(self.host.name, os.getpid(), secrets.token_hex(3))
         mine = self._claim_key[len(nm.CLAIM_PREFIX):]
         foreign = [(n, h) for n in names for h in nm.claims(w.volumes[n].tags) if h != mine]
-        if foreign and not self.opts.take_over:
-            raise ClaimBusy(cl.claim_message(*foreign[0]))
+        # a claim is set and released only under this host's run lock, and the Claim step runs
+        # under it: a claim of this host is then a run's that died or could not release it
+        # (the API failed), and is taken over; a live run of this host holds the lock (LockBusy)
+        others = [(n, h) for n, h in foreign if h.rsplit(".", 2)[0] != self.host.name]
+        if others and not self.opts.take_over:
+            raise ClaimBusy(cl.claim_message(*others[0]))
         return cl.Claim(names, self._claim_key,
                        tuple((n, nm.CLAIM_PREFIX + h) for n, h in foreign))
 

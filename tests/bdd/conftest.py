@@ -338,16 +338,7 @@ def rate_at_most(rig, disk, kib):
 # features/data_safety_edges.feature (issue 10, findings 7-12). The rig-specific parts (the API,
 # the host's settings, the lock folder) are rig methods; @storpoolonly steps exist on the
 # StorPool rigs only.
-def _content(rig, name: str) -> tuple[int, str]:
-    size = rig.volumes()[name].size_bytes
-    return size, hashlib.sha256(rig.read_volume(name, 0, size)).hexdigest()
-
-
-@given("the content of every volume is recorded", target_fixture="recorded")
-def record_contents(rig):
-    return {name: _content(rig, name) for name in rig.volumes()}
-
-
+# (recording the content and "volume X holds its recorded content": the guards block below)
 @given(parsers.parse('the StorPool API answers "{shape}" to the next "{call}"'))
 def api_misreplies(rig, shape, call):
     rig.misreply(call, shape)
@@ -409,14 +400,9 @@ def stops_with(rig, code, text):
     assert text in lines[0] and "rerun" in lines[0], lines
 
 
-@then(parsers.parse('volume "{name}" holds its recorded content'))
-def holds_recorded(rig, recorded, name):
-    assert _content(rig, name) == recorded[name]
-
-
 @then("every recorded volume holds its recorded content")
-def all_hold_recorded(rig, recorded):
-    assert {name: _content(rig, name) for name in recorded} == recorded
+def all_hold_recorded(rig):
+    assert {name: _digest(rig, name) for name in rig.recorded} == rig.recorded
 
 
 @then("the folder the symlink points to is unchanged")
@@ -697,8 +683,6 @@ def output_lacks(rig, text):
 
 # data safety: guards ---------------------------------------------------------------------------
 def _digest(rig, name: str) -> tuple[int, str]:
-    import hashlib
-
     size = rig.volumes()[name].size_bytes
     return size, hashlib.sha256(rig.read_volume(name, 0, size)).hexdigest()
 
