@@ -27,11 +27,18 @@ python3 -m venv .venv
 
 echo "== ruff"
 .venv/bin/ruff check .
-echo "== pytest (fake backend) with coverage"
 start=$(date +%s)
+# The boot proofs are QEMU (TCG) and user-mode-linux runs: one CPU each, minutes of waiting for
+# a guest. They run beside the other suites, on the second core, and are reported at the end.
+boot_log=$(mktemp)
+echo "== pytest -m boot (QEMU boots migrated disks) in the background"
+.venv/bin/pytest tests -m boot "$@" >"$boot_log" 2>&1 &
+boot_pid=$!
+trap 'kill "$boot_pid" 2>/dev/null || true' EXIT
+echo "== pytest (fake backend) with coverage"
 .venv/bin/coverage erase
 # `pytest`, not `python -m pytest`: the latter puts the checkout on sys.path (see tests/unit).
-.venv/bin/coverage run .venv/bin/pytest tests "$@"
+.venv/bin/coverage run .venv/bin/pytest tests -m "not boot" "$@"
 .venv/bin/coverage report --fail-under=90 --include='xen2kvm/*,backends/fake/*'
 echo "== fast suite done in $(( $(date +%s) - start )) s"
 
@@ -43,6 +50,18 @@ if [ "$(id -u)" = 0 ] && { [ -d /sys/module/dm_mod ] || [ -x /usr/bin/linux.uml 
 else
     echo "== SKIPPED the kernel lab: needs root and Debian's user-mode-linux package"
 fi
+echo "== the boot proofs (started at the beginning)"
+boot_rc=0
+wait "$boot_pid" || boot_rc=$?
+trap - EXIT
+cat "$boot_log"
+rm -f "$boot_log"
+# pytest's exit 5 is "no test selected" (-k filters): not a failure of the boots
+if [ "$boot_rc" != 0 ] && [ "$boot_rc" != 5 ]; then
+    echo "== the boot proofs FAILED (exit $boot_rc)"
+    exit "$boot_rc"
+fi
+echo "== boot proofs done at $(( $(date +%s) - start )) s"
 if command -v vagrant >/dev/null; then
     echo "== vagrant validate"
     (cd vagrant && VAGRANT_CHECKPOINT_DISABLE=1 vagrant validate --ignore-provider)
