@@ -1,7 +1,8 @@
 """`xen2kvmDisk`: the flags of StorPool's xen2kvmDisk.sh, as the knowledge-base article uses them.
 
     xen2kvmDisk [-y] -x XEN -k KVM -b                 case-1
-    xen2kvmDisk [-y] -x XEN -k KVM [-c] [-p HELPER]    case-2 prepare (in-place when XEN == KVM)
+    xen2kvmDisk [-y] -x XEN -k KVM [-c] [-p HELPER] [--boot-loader guest]
+                                                      case-2 prepare (in-place when XEN == KVM)
     xen2kvmDisk [-y] -m [VM]                          sync: progress, retag when in sync
     xen2kvmDisk [-y] -m VM -r                         rebuild a failed KVM leg (sync --repair)
     xen2kvmDisk [-y] -z [-m VM]                       cleanup
@@ -17,11 +18,22 @@ import sys
 from typing import Optional, Sequence
 
 from . import commands
-from .cli import N_ALIGNED, N_DOS, _Parser, common_options, guarded, onapp_options, run_with_ctx
+from .cli import (
+    N_ALIGNED,
+    N_DOS,
+    _Parser,
+    common_options,
+    guarded,
+    guest_helper,
+    onapp_options,
+    run_with_ctx,
+)
 from .context import Options
 from .errors import UsageError
 
 ALL = ""
+BOOT_LOADER_HELP = ("install the guest's own boot loader in sectors 0..N-1: GRUB legacy fits N=32, "
+                    "GRUB 2 needs -c")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     # operator completeness: the repair path and the OnApp SQL values
     p.add_argument("-r", action="store_true",
                    help="with -m VM: rebuild a failed KVM leg from the start (sync --repair)")
+    p.add_argument("--boot-loader", choices=("guest",), help=BOOT_LOADER_HELP)
     onapp_options(p)
     return p
 
@@ -63,12 +76,14 @@ def _action(args):
     if not (args.x and args.k):
         raise UsageError("give -x XEN -k KVM, -m [VM] or -z [-m VM]; see xen2kvmDisk --help")
     if args.b:
-        if args.c or args.p:
-            raise UsageError("-b (case-1) takes no -c or -p")
+        if args.c or args.p or args.boot_loader:
+            raise UsageError("-b (case-1) takes no -c, -p or --boot-loader")
         return lambda ctx: commands.clone(ctx, args.x, args.k)
     helper = shlex.split(args.p) if args.p else ()
+    loader = (guest_helper(),) if args.boot_loader else ()
     return lambda ctx: commands.prepare(ctx, args.x, args.k, N_ALIGNED if args.c else N_DOS,
-                                        helper, (args.onapp_vm_id, args.onapp_hypervisor_id))
+                                        helper, (args.onapp_vm_id, args.onapp_hypervisor_id),
+                                        loader)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

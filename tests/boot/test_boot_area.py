@@ -137,3 +137,21 @@ def test_grub_legacy_boot_area_is_what_grub_legacy_setup_writes(boot_images, tmp
     with open(boot_images / "shell-legacy.img", "rb") as f:
         setup = f.read(32 * 512)
     assert area[:440] == setup[:440] and area[512:] == setup[512:]
+
+
+@needs_root
+@needs_grub
+def test_xen2kvmdisk_takes_the_boot_loader_option_too(fake_rig, grub2_guest):
+    """The legacy command line reaches the same planner: GRUB 2 at N=32 refused, nothing changed;
+    with -c its dry-run builds the boot area before any write."""
+    rig = fake_rig
+    rig.ok("xen2kvm sim create-vm kvm --hypervisor xen --disk xd:64M")
+    rig.ok(f"xen2kvm sim import kvm xd {grub2_guest}")
+    rig.move_to_kvm("kvm")
+    before = world_of(rig)
+    r = rig.run("xen2kvmDisk -x xd -k xd --boot-loader guest -y")
+    assert r.rc == 4 and "N=32 leaves 31: use the 2048-sector layout (-c, --no-dos)" in r.err, r
+    assert world_of(rig) == before
+    assert "--boot-area" in rig.ok("xen2kvmDisk -x xd -k xd -c --boot-loader guest").out
+    assert rig.run("xen2kvmDisk -x xd -k xd -b --boot-loader guest").rc == 2
+    assert world_of(rig) == before
