@@ -24,6 +24,9 @@ from xen2kvm.process import Runner
 def pytest_addoption(parser):
     parser.addoption("--backend", default="fake", choices=("fake", "lab"),
                      help="backend the feature scenarios run on")
+    parser.addoption("--shard", default="1/1", metavar="K/N",
+                     help="run every N-th selected test, starting with the K-th (scripts/test.sh "
+                          "runs the kernel lab as two shards, one user-mode-linux guest per core)")
 
 
 def pytest_cmdline_main(config):
@@ -48,7 +51,23 @@ STORPOOLONLY = pytest.mark.skip(reason="@storpoolonly: needs the HTTP API, which
                                       "the API emulator")
 
 
+def _shard(config, items) -> None:
+    k, _, n = config.getoption("--shard").partition("/")
+    if not (k.isdigit() and n.isdigit() and 1 <= int(k) <= int(n)):
+        raise pytest.UsageError(f"--shard {config.getoption('--shard')}: give K/N with 1 <= K <= N")
+    k, n = int(k), int(n)
+    if n > 1:  # round robin: the slow lab scenarios sit together in files, so this balances them
+        config.hook.pytest_deselected(items=[it for i, it in enumerate(items) if i % n != k - 1])
+        items[:] = [it for i, it in enumerate(items) if i % n == k - 1]
+
+
+@pytest.hookimpl(trylast=True)  # after -m and -k: the N shards together run what one run would
 def pytest_collection_modifyitems(config, items):
+    _select(config, items)
+    _shard(config, items)
+
+
+def _select(config, items):
     """In the lab run the feature scenarios (but @fakeonly) and the tests marked `lab`. On the
     fake, @storpoolonly scenarios skip in test_features and run (alone) in test_api_features."""
     if config.getoption("--backend") != "lab":
