@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from xen2kvm import cli
-from xen2kvm.backends.storpool.emulator import Emulator, serve
+from xen2kvm.testing.emulator import Emulator, serve
 
 BUDGET = 120.0
 

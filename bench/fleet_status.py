@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 
 from xen2kvm import cli
-from xen2kvm.backends.storpool.emulator import Emulator, serve
-from xen2kvm.testing_sshd import SshdFarm
+from xen2kvm.testing.emulator import Emulator, serve
+from xen2kvm.testing.sshd import SshdFarm
 
 
 def in_process(argv: list[str]) -> float:

@@ -24,11 +24,12 @@ import sys
 import time
 from types import SimpleNamespace
 
-from xen2kvm import dmtables, lab, sweep
+from xen2kvm import dmtables, sweep
 from xen2kvm.backends.storpool.host import LocalHost
 from xen2kvm.dmstatus import parse_status
 from xen2kvm.process import Runner
 from xen2kvm.steering import Steering
+from xen2kvm.testing import lab
 from xen2kvm.throttle import Controller
 
 MIB = 1 << 20

@@ -11,8 +11,9 @@ import subprocess
 import sys
 import time
 
-from xen2kvm import dmtables, lab
+from xen2kvm import dmtables
 from xen2kvm.dmstatus import parse_status
+from xen2kvm.testing import lab
 
 MIB = 1 << 20
 

@@ -20,7 +20,7 @@ from fleet_status import cpu_seconds
 from xen2kvm import remote
 from xen2kvm.backends.storpool import remote_host
 from xen2kvm.remote import HostSpec, SSHRunner
-from xen2kvm.testing_sshd import SshdFarm
+from xen2kvm.testing.sshd import SshdFarm
 
 RUNS = 30
 

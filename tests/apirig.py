@@ -10,7 +10,7 @@ import json
 import os
 from pathlib import Path
 
-from xen2kvm.backends.storpool.emulator import Emulator, serve
+from xen2kvm.testing.emulator import Emulator, serve
 
 from .conftest import Rig
 from .labrig import HOST, OUR_ID, TOKEN, LabRig

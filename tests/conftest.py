@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from xen2kvm import cli, lab, legacy
+from xen2kvm import cli, legacy
 from xen2kvm.backends.fake import FakeBackends, model
 from xen2kvm.process import Runner
+from xen2kvm.testing import lab
 
 
 def pytest_addoption(parser):

@@ -41,9 +41,9 @@ def _env_number(name: str, default: float) -> float:
 class Client:
     def __init__(self, settings: Settings, retries: Optional[int] = None,
                  sleep: Callable[[float], None] = time.sleep, timeout: Optional[float] = None):
-        from storpool import spapi
+        from storpool import spapi, spcatch
 
-        self.spapi = spapi
+        self.spapi, self.refused_here = spapi, spcatch.InvalidArgumentError
         self.settings = settings
         self.timeout = timeout or _env_number("XEN2KVM_API_TIMEOUT", 20.0)
         self.api = spapi.Api(host=settings.host, port=settings.port, auth=settings.token,
@@ -67,6 +67,8 @@ class Client:
                 return data
             except self.spapi.ApiError as exc:
                 what = self._api_error(call, exc, self._given_up(attempt, start))
+            except self.refused_here as exc:  # the bindings' own checks: nothing was sent
+                raise BackendError("invalidParam", f"{call}: {exc}") from None
             except (OSError, http.client.HTTPException) as exc:
                 if self._connection_failed(call, exc, mutating, done, attempt, start):
                     return None

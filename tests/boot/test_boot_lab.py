@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from xen2kvm import lab
+from xen2kvm.testing import lab
 
 from .test_boot_fake import assert_marker
 

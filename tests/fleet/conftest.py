@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from xen2kvm.testing_sshd import SSHD, SshdFarm
+from xen2kvm.testing.sshd import SSHD, SshdFarm
 
 from ..storpool.conftest import emulator  # noqa: F401  (the same API emulator)
 

@@ -24,7 +24,7 @@ from xen2kvm.errors import (
     Unreachable,
 )
 from xen2kvm.remote import HostSpec, SSHRunner
-from xen2kvm.testing_sshd import free_port
+from xen2kvm.testing.sshd import free_port
 
 from ..storpool.conftest import SPRig
 

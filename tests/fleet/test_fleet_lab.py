@@ -7,7 +7,7 @@ import os
 import pytest
 
 from xen2kvm.dmstatus import parse_status
-from xen2kvm.testing_sshd import SSHD, SshdFarm
+from xen2kvm.testing.sshd import SSHD, SshdFarm
 
 pytestmark = [pytest.mark.fleet, pytest.mark.lab]
 MIB = 1 << 20

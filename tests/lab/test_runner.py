@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from xen2kvm import lab
+from xen2kvm.testing import lab
 
 pytestmark = [
     pytest.mark.lab,

@@ -161,7 +161,7 @@ def test_tune_sweep_prints_the_fastest_setting_and_leaves_the_host_unchanged(lab
 def test_fleet_sync_adaptive_steers_over_ssh_and_leaves_the_host_as_it_was(lab_rig, tmp_path):
     """The remote host's dm statistics, sysctls and note, through the SSH runner (one host: the
     lab's sshd "hosts" share one kernel, so two would steer the same sysctls)."""
-    from xen2kvm.testing_sshd import SSHD, SshdFarm
+    from xen2kvm.testing.sshd import SSHD, SshdFarm
 
     if not os.path.exists(SSHD):
         pytest.skip("needs openssh-server")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from xen2kvm import cli, legacy
-from xen2kvm.backends.storpool.emulator import Emulator, serve
+from xen2kvm.testing.emulator import Emulator, serve
 
 TOKEN = "tok-8c1f2e-SECRET"
 HOST = "kvm1"

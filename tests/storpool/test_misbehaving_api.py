@@ -12,8 +12,8 @@ import threading
 
 import pytest
 
-from xen2kvm.backends.storpool.emulator import Emulator, serve
-from xen2kvm.backends.storpool.misreplies import MISREPLIES
+from xen2kvm.testing.emulator import Emulator, serve
+from xen2kvm.testing.emulator.misreplies import MISREPLIES
 
 from .conftest import HOST, OUR_ID, TOKEN, SPRig
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import selectors
 import shlex
 import shutil
 import subprocess
@@ -22,8 +23,8 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence
 
-from .errors import UsageError
-from .process import Runner
+from ..errors import UsageError
+from ..process import Runner
 
 UML = "/usr/bin/linux.uml"
 MODULES = "/usr/lib/uml/modules"
@@ -74,15 +75,8 @@ def ensure_installed(runner: Runner) -> None:
                 "user-mode-linux", "kmod", "dmsetup", "util-linux", "e2fsprogs"], timeout=1200)
 
 
-def run(command: Sequence[str], outdir: Optional[Path] = None, rw: Sequence[str] = (),
-        timeout: float = 900.0, mem: str = "1024M", runner: Optional[Runner] = None,
-        stream=None) -> int:
-    runner = runner or Runner()
-    stream = stream or sys.stdout
-    ensure_installed(runner)
-    Path("/lib/modules").mkdir(parents=True, exist_ok=True)  # hostfs needs a mount point
-    out = Path(outdir or tempfile.mkdtemp(prefix="xen2kvm-lab-")).resolve()
-    out.mkdir(parents=True, exist_ok=True)
+def _guest_files(out: Path, command: Sequence[str]) -> Path:
+    """The guest's init and the command it runs, with this environment's settings."""
     (out / "guest-rc").unlink(missing_ok=True)
     env = "".join(f"export {k}={shlex.quote(os.environ[k])}\n" for k in sorted(os.environ)
                   if k in PASS_ENV or k.startswith(("XEN2KVM_", "PYTEST_ADDOPTS")))
@@ -92,33 +86,50 @@ def run(command: Sequence[str], outdir: Optional[Path] = None, rw: Sequence[str]
     init = out / ".vmtest-init.sh"
     init.write_text(INIT % {"modules": MODULES, "mods": " ".join(GUEST_MODULES)})
     init.chmod(0o755)
-    argv = [UML, f"mem={mem}", "root=/dev/root", "rootfstype=hostfs", "rootflags=/", "ro",
+    return init
+
+
+def _kernel_argv(out: Path, init: Path, rw: Sequence[str], mem: str) -> list[str]:
+    return [UML, f"mem={mem}", "root=/dev/root", "rootfstype=hostfs", "rootflags=/", "ro",
             f"init={init}", "con0=fd:0,fd:1", "con=null", "quiet", f"vmtest.out={out}",
             f"vmtest.rw={','.join(str(Path(p).resolve()) for p in rw) or '-'}"]
-    uml_env = dict(os.environ, TMPDIR=os.environ.get("XEN2KVM_LAB_TMPDIR", "/dev/shm"))
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, env=uml_env, start_new_session=True)
-    deadline = time.monotonic() + timeout
-    timed_out = False
-    import selectors
 
+
+def _relay(proc: subprocess.Popen, timeout: float, stream) -> bool:
+    """Copy the guest's console to `stream` until it ends; False when `timeout` ran out."""
+    deadline = time.monotonic() + timeout
     sel = selectors.DefaultSelector()
     sel.register(proc.stdout, selectors.EVENT_READ)
     while True:
         left = deadline - time.monotonic()
         if left <= 0:
-            timed_out = True
-            break
+            return False
         if not sel.select(timeout=min(left, 1.0)):
             if proc.poll() is not None:
-                break
+                return True
             continue
         chunk = os.read(proc.stdout.fileno(), 65536)
         if not chunk:
-            break
+            return True
         stream.write(chunk.decode(errors="replace"))
         stream.flush()
-    if timed_out:
+
+
+def run(command: Sequence[str], outdir: Optional[Path] = None, rw: Sequence[str] = (),
+        timeout: float = 900.0, mem: str = "1024M", runner: Optional[Runner] = None,
+        stream=None) -> int:
+    """Run `command` in a lab guest; its exit code, TIMEOUT_RC or CRASH_RC."""
+    ensure_installed(runner or Runner())
+    Path("/lib/modules").mkdir(parents=True, exist_ok=True)  # hostfs needs a mount point
+    out = Path(outdir or tempfile.mkdtemp(prefix="xen2kvm-lab-")).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    init = _guest_files(out, command)
+    uml_env = dict(os.environ, TMPDIR=os.environ.get("XEN2KVM_LAB_TMPDIR", "/dev/shm"))
+    # the guest's console streams for as long as it runs: not a Runner call, which waits
+    proc = subprocess.Popen(_kernel_argv(out, init, rw, mem), stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=uml_env,
+                            start_new_session=True)
+    if not _relay(proc, timeout, stream or sys.stdout):
         os.killpg(proc.pid, 9)
         proc.wait()
         return TIMEOUT_RC
