@@ -39,26 +39,27 @@ def _read(path: Path, offset: int, length: int) -> bytes:
 
 class LabRig(Rig):
 
-    def __init__(self, tmp: Path, data_size: str = "384m"):
+    def __init__(self, tmp: Path, data_size: str = "384m", dev_root: str = "/dev"):
         super().__init__()
         self.tmp = tmp
+        self.paths = naming.DevicePaths(dev_root)  # where the volumes and dm devices appear
         self.data = tmp / "data"
         self.data.mkdir()
         # a small filesystem of its own, so that "out of space" can be arranged
         subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={data_size}", "tmpfs",
                         str(self.data)],
                        check=True)
-        self.emu = Emulator(self.data, TOKEN, Path("/dev"), use_loop=True)
+        self.emu = Emulator(self.data, TOKEN, Path(dev_root), use_loop=True)
         self.server = serve(self.emu)
         conf = tmp / "storpool.conf"
         conf.write_text(f"SP_API_HTTP_HOST=127.0.0.1\nSP_API_HTTP_PORT="
                         f"{self.server.server_address[1]}\nSP_AUTH_TOKEN={TOKEN}\n\n"
                         f"[{HOST}]\nSP_OURID={OUR_ID}\n[{HOST2}]\nSP_OURID={OUR_ID2}\n")
-        self.env = {"XEN2KVM_STORPOOL_CONF": str(conf), "XEN2KVM_DEV_ROOT": "/dev",
+        self.env = {"XEN2KVM_STORPOOL_CONF": str(conf), "XEN2KVM_DEV_ROOT": dev_root,
                     "XEN2KVM_LOCK_DIR": str(tmp / "lock"), "XEN2KVM_API_RETRY_DELAY": "0"}
         self._saved = {k: os.environ.get(k) for k in self.env}
         os.environ.update(self.env)
-        self.host = LocalHost(HOST, Runner())
+        self.host = LocalHost(HOST, Runner(), dev_root)
         self.vms: dict[str, dict] = {}
         self.filler = tmp / "data" / "filler"
         # the kernel outlives a test: put its resync limits back afterwards
@@ -135,7 +136,7 @@ class LabRig(Rig):
                 sort_keys=True).encode())
             names = sorted(self.emu.volumes)
         for name in names:  # a write changes size, blocks or mtime; reading all would be slow
-            if naming.volume_path(name) not in used:
+            if self.paths.volume(name) not in used:
                 st = os.stat(self.emu.path(name))
                 h.update(f"{name} {st.st_size} {st.st_blocks} {st.st_mtime_ns}".encode())
         h.update(json.dumps(tables, sort_keys=True).encode())
@@ -164,8 +165,8 @@ class LabRig(Rig):
         self.emu.handle("VolumesReassignWait", [], {"reassign": [{"volume": volume, **item}]})
 
     def vm_device(self, vm: str, disk: str) -> str:
-        raid = naming.mapper_path(naming.dm_raid(vm, disk))
-        return raid if os.path.exists(raid) else naming.volume_path(disk)
+        raid = self.paths.mapper(naming.dm_raid(vm, disk))
+        return raid if os.path.exists(raid) else self.paths.volume(disk)
 
     def power(self, vm: str, state: str) -> None:
         v = self.vms[vm]

@@ -8,8 +8,9 @@ completes what a half-finished step left.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping, Optional, Protocol, Sequence
+from typing import Callable, Mapping, Optional, Protocol, Sequence
 
+from .naming import DevicePaths
 from .throttle import IoCounters
 
 
@@ -101,6 +102,8 @@ class HostBackend(Protocol):
     """One KVM hypervisor: block devices, device-mapper, sysctls, the helper."""
 
     name: str
+    paths: DevicePaths  # where its device nodes are: the dm tables and the I/O use them alike
+    helper_sink: Callable[[str], None]  # where the helper's output goes, line by line
 
     def device_path(self, volume: str) -> str: ...
 

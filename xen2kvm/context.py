@@ -97,7 +97,7 @@ class Ctx:
                 self.say(line)
                 self._audit.output(line)
 
-            runner.helper_sink = helper_line
+            self.host.helper_sink = helper_line
         return self._audit
 
     def finish(self, rc: int, error: Optional[BaseException] = None) -> None:

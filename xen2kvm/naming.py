@@ -9,6 +9,7 @@ cluster part). The tool's own volumes (clones, metadata, replaced case-1 volumes
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Iterable, Mapping, Optional
 
 from .errors import NotFound, PlanError
@@ -159,12 +160,35 @@ def parse_dm_name(name: str) -> Optional[tuple[str, str, bool]]:
     return vm, disk, linear
 
 
-def volume_path(name: str) -> str:
-    return f"/dev/storpool/{name}"
+@dataclass(frozen=True)
+class DevicePaths:
+    """Where a host's block devices appear: StorPool volumes in <root>/storpool, dm devices in
+    <root>/mapper (dmsetup is told the same root). The one source of device paths: the dm tables
+    the planner writes, the host's I/O and the kernel's tables read back all come from it, so a
+    moved root (XEN2KVM_DEV_ROOT: the API emulator, the lab) cannot make them disagree."""
+
+    root: str = "/dev"
+
+    def volume(self, name: str) -> str:
+        return f"{self.volumes}/{name}"
+
+    def mapper(self, name: str) -> str:
+        return f"{self.root.rstrip('/')}/mapper/{name}"
+
+    @property
+    def volumes(self) -> str:
+        return f"{self.root.rstrip('/')}/storpool"
 
 
-def mapper_path(name: str) -> str:
-    return f"/dev/mapper/{name}"
+DEFAULT_PATHS = DevicePaths()
+
+
+def volume_path(name: str, paths: DevicePaths = DEFAULT_PATHS) -> str:
+    return paths.volume(name)
+
+
+def mapper_path(name: str, paths: DevicePaths = DEFAULT_PATHS) -> str:
+    return paths.mapper(name)
 
 
 # Recovery points: StorPool snapshots taken before the tool first changes a pre-existing volume.

@@ -239,9 +239,9 @@ def _tables(w: World, d: Disk, rates: dmtables.Rates) -> tuple[str, str, str, st
     clone = w.volumes[d.clone]
     x = bytes_to_sectors(clone.size_bytes)
     total = d.n + x
-    dev = nm.volume_path
+    dev = w.paths.volume
     meta0, meta1 = (dev(m) for m in d.metas)
-    source = nm.mapper_path(d.linear)
+    source = w.paths.mapper(d.linear)
     lin = dmtables.linear(dev(d.kvm), d.n, dev(d.clone), x)
     one = dmtables.raid1_one_leg(total, meta0, source)
     rebuild = dmtables.raid1_two_legs(total, meta0, source, meta1, dev(d.kvm), rebuild=True,
@@ -273,7 +273,7 @@ def plan_assemble(w: World, vm: str, disk_ids: Sequence[str], targets,
         if not clone_name:
             plan.add(s.Attach(kvm.name, w.host), *recovery.mark_ran(w, kvm, vm))
             plan.notes.append(f"{vm} {disk_id}: not migrating; the VM uses "
-                              f"{nm.volume_path(kvm.name)} directly")
+                              f"{w.paths.volume(kvm.name)} directly")
             continue
         d = w.disk_for_kvm(kvm.name)
         if d is None or d.clone != clone_name:
@@ -283,7 +283,7 @@ def plan_assemble(w: World, vm: str, disk_ids: Sequence[str], targets,
             raise PlanError(f"{kvm.name} is assembled for VM {d.vm} on this host already")
         d.vm, d.disk = vm, disk_id
         if d.raid in w.dm:
-            plan.notes.append(f"{vm} {disk_id}: already assembled as {nm.mapper_path(d.raid)}")
+            plan.notes.append(f"{vm} {disk_id}: already assembled as {w.paths.mapper(d.raid)}")
             continue
         _check_sizes(w, d)
         guards.refuse_xen_attached(w, d)
@@ -296,7 +296,7 @@ def plan_assemble(w: World, vm: str, disk_ids: Sequence[str], targets,
             plan.add(s.DmCreate(d.linear, lin))
         plan.add(s.AssembleRaid(d.raid, one, resume if joined else None,
                                 d.metas[1]))
-        plan.notes.append(f"{vm} {disk_id}: the VM uses {nm.mapper_path(d.raid)}")
+        plan.notes.append(f"{vm} {disk_id}: the VM uses {w.paths.mapper(d.raid)}")
     return plan
 
 
@@ -329,7 +329,7 @@ def plan_sync(w: World, vm: Optional[str], targets, rates: dmtables.Rates = dmta
             label = f"{vm_name} {d.disk}"
             if d.phase in ("migrated",):
                 plan.notes.append(f"{label}: migrated; reboot the VM to use "
-                                  f"{nm.volume_path(d.kvm)} directly")
+                                  f"{w.paths.volume(d.kvm)} directly")
                 continue
             _check_sizes(w, d)
             guards.refuse_xen_attached(w, d)
@@ -338,7 +338,7 @@ def plan_sync(w: World, vm: Optional[str], targets, rates: dmtables.Rates = dmta
             if d.phase == ASSEMBLED:
                 check_raid_target(targets)
                 plan.add(s.SetTags(d.metas[1], {"leg1": "joined"}), s.DmReload(d.raid, rebuild))
-                plan.notes.append(f"{label}: adding {nm.volume_path(d.kvm)} as leg 1; the "
+                plan.notes.append(f"{label}: adding {w.paths.volume(d.kvm)} as leg 1; the "
                                   f"resync of {st.total} sectors starts")
             elif st.failed_legs:
                 if repair:
@@ -381,12 +381,12 @@ def plan_release(w: World, vm: str) -> Plan:
         plan.add(*(s.DmRemove(n) for n in gone))
         removed.update(gone)
         if d is not None:
-            after = nm.volume_path(d.kvm) if d.phase == "migrated" else "the raid1 again"
+            after = w.paths.volume(d.kvm) if d.phase == "migrated" else "the raid1 again"
             plan.notes.append(f"{vm} {disk}: {d.phase}; after the reboot the VM uses {after}")
     still_used = {word for n, t in w.dm.items() if n not in removed for word in t.split()}
     for v in sorted(w.volumes.values(), key=lambda v: v.name):
         if (v.tags.get(nm.TAG_ROLE) in (nm.ROLE_CLONE, nm.ROLE_META) and w.host in v.attached
-                and nm.volume_path(v.name) not in still_used):
+                and w.paths.volume(v.name) not in still_used):
             plan.add(s.Detach(v.name, w.host))
     if not plan.steps:
         plan.notes.append(f"VM {vm} has no xen2kvm devices on {w.host}; nothing to release")

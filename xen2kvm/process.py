@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Callable, Deque, Optional, Sequence
 
 from . import interrupts
-from .errors import CommandFailed, HelperFailed
+from .errors import CommandFailed
 
 log = logging.getLogger("xen2kvm.run")
 
@@ -36,7 +36,7 @@ SECRET_WORDS = ("TOKEN", "PASSWORD", "SECRET", "PASSWD")
 
 
 def clean_environment(secrets: Sequence[str] = ()) -> dict[str, str]:
-    """The environment for commands and the operator's helper: nothing named like a secret
+    """The environment for commands (the operator's helper among them): nothing named like a secret
     (SP_AUTH_TOKEN above all) or holding a known one: a helper is any program the operator
     names, and it has no business with the cluster's credentials."""
     return {k: v for k, v in os.environ.items()
@@ -51,8 +51,6 @@ class Runner:
         self.default_timeout = default_timeout
         self.secrets = [s for s in secrets if s]
         self.recorder: Deque[CommandResult] = collections.deque(maxlen=32)
-        # where the helper's output goes, line by line (Ctx: the run's output and audit log)
-        self.helper_sink: Callable[[str], None] = lambda line: print(line, flush=True)
 
     def redact(self, text: str) -> str:
         for secret in self.secrets:
@@ -101,25 +99,20 @@ class Runner:
                 raise CommandFailed(result.argv, result.rc, self.redact(result.stderr))
         return result
 
-    def run_helper(self, argv: Sequence[str], path: str) -> None:
-        """The `-p` program on a device path. Its stdout and stderr are shown as they come,
-        each line prefixed `[name] `; its failure stops the step with its last word."""
-        prefix = f"[{os.path.basename(argv[0])}] "
-        if type(self).run is Runner.run:
-            proc = self._stream([*argv, path], lambda line: self.helper_sink(prefix + line))
-        else:  # over SSH the output arrives when the helper has ended
-            proc = self.run([*argv, path], check=False, timeout=3600)
-            for line in (proc.stdout + proc.stderr).splitlines():
-                self.helper_sink(prefix + self.redact(line))
-        if proc.rc != 0:
-            raise HelperFailed(f"helper {argv[0]} exited {proc.rc}: "
-                               f"{self.redact(proc.last_line('no error output'))}; "
-                               "fix it and rerun the same command")
+    def stream(self, argv: Sequence[str], emit: Callable[[str], None],
+               timeout: float = 3600.0) -> CommandResult:
+        """Run argv (never raising on its exit code), handing each line of its stdout and
+        stderr to `emit`, redacted. Here, as the lines come; a Runner that runs commands
+        elsewhere (a subclass with its own run(): SSH) hands them over when it has ended."""
+        if type(self).run is not Runner.run:
+            res = self.run(argv, check=False, timeout=timeout)
+            for line in (res.stdout + res.stderr).splitlines():
+                emit(self.redact(line))
+            return res
+        return self._stream_here(tuple(str(a) for a in argv), emit, timeout)
 
-    def _stream(self, argv: Sequence[str], emit: Callable[[str], None],
-                timeout: float = 3600.0) -> CommandResult:
-        """Run argv locally, handing each line of stdout and stderr to `emit` as it comes."""
-        argv = tuple(str(a) for a in argv)
+    def _stream_here(self, argv: tuple[str, ...], emit: Callable[[str], None],
+                     timeout: float) -> CommandResult:
         log.info("Running: %s", self.redact(shlex.join(argv)))
         start, kept, lock = time.monotonic(), {1: [], 2: []}, threading.Lock()
         try:

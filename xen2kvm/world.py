@@ -57,6 +57,7 @@ class World:
     dm: dict[str, str]
     statuses: dict[str, RaidStatus] = field(default_factory=dict)
     snapshots: dict[str, Snapshot] = field(default_factory=dict)
+    paths: nm.DevicePaths = nm.DEFAULT_PATHS  # the host's: its dm tables name devices by them
 
     @classmethod
     def read(cls, storage, host) -> World:
@@ -68,7 +69,7 @@ class World:
             parsed = nm.parse_dm_name(name)
             if parsed and not parsed[2] and " raid " in f" {table} " and name in raw:
                 statuses[name] = parse_status(raw[name])
-        return cls(volumes, host.name, dm, statuses, snapshots)
+        return cls(volumes, host.name, dm, statuses, snapshots, host.paths)
 
     # lookups --------------------------------------------------------------------------------
     def resolve(self, identifier: str) -> Volume:
@@ -82,7 +83,7 @@ class World:
         return [v for v in self.volumes.values() if v.tags.get(nm.TAG_ROLE) == role]
 
     def dm_using(self, volume: str) -> list[str]:
-        path = nm.volume_path(volume)
+        path = self.paths.volume(volume)
         return sorted(n for n, t in self.dm.items() if path in t.split())
 
     def vm_devices(self, vm: Optional[str]) -> list[tuple[str, str, str]]:
@@ -122,7 +123,7 @@ class World:
         kvm = self.volumes.get(d.kvm)
         clone = self.volumes[d.clone]
         for vm, disk, _ in self.vm_devices(None):
-            if nm.volume_path(d.clone) in self.dm.get(nm.dm_linear(vm, disk), "").split():
+            if self.paths.volume(d.clone) in self.dm.get(nm.dm_linear(vm, disk), "").split():
                 d.vm, d.disk, d.host = vm, disk, self.host
         migrating = kvm is not None and kvm.tags.get(nm.TAG_XEN) == d.clone
         st = self.statuses.get(d.raid) if d.host else None

@@ -43,6 +43,13 @@ class _Synced:
 
         return call
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        # a setting (the host's helper_sink) reaches the object, not this wrapper
+        if name.startswith("_"):
+            object.__setattr__(self, name, value)
+        else:
+            setattr(self._target, name, value)
+
 
 class FakeBackends:
     """The storage and the local host of one invocation on the shared state folder."""

@@ -16,7 +16,7 @@ import tempfile
 import time
 from typing import Optional, Sequence
 
-from xen2kvm import dmtables, naming
+from xen2kvm import dmtables, helper, naming
 from xen2kvm.dmstatus import SUPERBLOCK_MAGIC
 from xen2kvm.errors import DeviceError
 from xen2kvm.process import Runner
@@ -37,8 +37,11 @@ class FakeHost:
         self.state = cluster.host(name)
 
     # paths and block I/O ---------------------------------------------------------------------
+    paths = naming.DEFAULT_PATHS  # the fake's hosts keep their devices where real ones do
+    helper_sink = staticmethod(helper.show)
+
     def device_path(self, volume: str) -> str:
-        return naming.volume_path(volume)
+        return self.paths.volume(volume)
 
     def _volume(self, path: str):
         name = path[len("/dev/storpool/"):] if path.startswith("/dev/storpool/") else None
@@ -338,7 +341,7 @@ class FakeHost:
                 for idx, chunk in sorted(vol.store.chunks.items()):
                     f.seek(idx * CHUNK)
                     f.write(chunk)
-            self.runner.run_helper(argv, path)
+            helper.run(self.runner, argv, path, self.helper_sink)
             self._reload_file(vol, path)
 
     @staticmethod

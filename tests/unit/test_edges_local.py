@@ -15,6 +15,7 @@ import pytest
 
 from xen2kvm import interrupts, lockdir, steps
 from xen2kvm.errors import LockBusy, PlanError
+from xen2kvm.helper import run as run_helper
 from xen2kvm.process import Runner
 
 from ..conftest import FakeRig
@@ -84,7 +85,7 @@ def test_the_helper_runs_without_secrets(tmp_path, monkeypatch):
     monkeypatch.setenv("DB_PASSWORD", "hunter2")
     monkeypatch.setenv("innocent_name", "holds tok-123-SECRET inside")
     monkeypatch.setenv("KEEP_ME", "yes")
-    Runner(secrets=["tok-123-SECRET"]).run_helper([str(helper)], "/dev/null")
+    run_helper(Runner(secrets=["tok-123-SECRET"]), [str(helper)], "/dev/null")
     env = eval(out.read_text())  # noqa: S307 -- our own helper's repr of a dict of strings
     assert env["KEEP_ME"] == "yes" and env["LC_ALL"] == "C"
     assert not {"SP_AUTH_TOKEN", "DB_PASSWORD", "innocent_name"} & set(env)

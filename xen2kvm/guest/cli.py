@@ -27,7 +27,7 @@ def _rebuild(plan: convert.Plan, root, runner: Runner) -> None:
             raise CommandFailed(["chroot", *argv], res.rc, res.stderr)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="xen2kvm-guest", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("device")
@@ -36,37 +36,50 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                    help="rebuild the initrd in a chroot with the guest's own tool")
     p.add_argument("--boot-area", metavar="FILE", help="only build the guest's boot code")
     p.add_argument("--sectors", type=int, default=2048, help="N of the KVM disk's layout")
-    args = p.parse_args(argv)
+    return p
+
+
+def _show(plan: convert.Plan) -> None:
+    """The diff of every change, the copies and the chroot commands: the dry-run output."""
+    g = plan.guest
+    print(f"# {g.name} {g.major} ({g.init}, grub {g.grub}); root = {plan.root_spec}")
+    for ch in plan.changes:
+        sys.stdout.write(ch.diff())
+    for copy in plan.copies:
+        print(copy.describe())
+    for cmd in plan.commands:
+        print("# chroot: " + " ".join(cmd))
+
+
+def _convert(args: argparse.Namespace, runner: Runner) -> convert.Plan:
+    if not args.dry_run:
+        convert.check_writable(args.device)
+    # plan on a read-only mount: an unknown guest or a no-op run writes nothing at all
+    with convert.mounted(args.device, runner, writable=False) as (root, uuid, label):
+        plan = convert.make_plan(root, uuid, label, args.rebuild_initrd)
+    _show(plan)
+    changes = plan.changes or plan.copies
+    if not changes and not (plan.commands and not args.dry_run):
+        print("# nothing to change")
+    elif not args.dry_run:
+        with convert.mounted(args.device, runner, writable=True) as (root, uuid, label):
+            plan = convert.make_plan(root, uuid, label, args.rebuild_initrd)
+            convert.write(plan, root)
+            if args.rebuild_initrd:
+                _rebuild(plan, root, runner)
+            os.sync()
+    return plan
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = _parser().parse_args(argv)
     runner = Runner()
     try:
         if args.boot_area:
             with convert.mounted(args.device, runner, writable=False) as (root, _, _):
                 print(bootarea.build(root, args.sectors, args.boot_area, runner))
             return 0
-        if not args.dry_run:
-            convert.check_writable(args.device)
-        # plan on a read-only mount: an unknown guest or a no-op run writes nothing at all
-        with convert.mounted(args.device, runner, writable=False) as (root, uuid, label):
-            plan = convert.make_plan(root, uuid, label, args.rebuild_initrd)
-        g = plan.guest
-        print(f"# {g.name} {g.major} ({g.init}, grub {g.grub}); root = {plan.root_spec}")
-        for ch in plan.changes:
-            sys.stdout.write(ch.diff())
-        for copy in plan.copies:
-            print(copy.describe())
-        for cmd in plan.commands:
-            print("# chroot: " + " ".join(cmd))
-        changes = plan.changes or plan.copies
-        if not changes and not (plan.commands and not args.dry_run):
-            print("# nothing to change")
-        elif not args.dry_run:
-            with convert.mounted(args.device, runner, writable=True) as (root, uuid, label):
-                plan = convert.make_plan(root, uuid, label, args.rebuild_initrd)
-                convert.write(plan, root)
-                if args.rebuild_initrd:
-                    _rebuild(plan, root, runner)
-                os.sync()
-        for w in plan.warnings:
+        for w in _convert(args, runner).warnings:
             print(f"xen2kvm-guest: warning: {w}", file=sys.stderr)
     except Xen2KvmError as exc:
         print(f"xen2kvm-guest: error: {exc}", file=sys.stderr)
