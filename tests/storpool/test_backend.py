@@ -6,8 +6,8 @@ import os
 
 import pytest
 
+from xen2kvm.backend import ListCache
 from xen2kvm.backends.storpool import StorPoolBackends, config
-from xen2kvm.backends.storpool.client import SharedLists
 from xen2kvm.errors import BackendError, UsageError
 from xen2kvm.process import Runner
 
@@ -91,7 +91,7 @@ def test_other_clients_show_by_id(be, emulator):
 
 
 def test_shared_lists_are_read_once_and_labelled_per_host(emulator):
-    shared = SharedLists()
+    shared = ListCache()
     a = StorPoolBackends("hA", Runner(), client_id=11, shared=shared).storage
     b = StorPoolBackends("hB", Runner(), client_id=12, shared=shared).storage
     a.create_volume("v", 4096, {"t": "1"})
