@@ -10,7 +10,16 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Hashable, Mapping, Optional, Protocol, Sequence
+from typing import (
+    Any,
+    Callable,
+    Hashable,
+    Mapping,
+    Optional,
+    Protocol,
+    Sequence,
+    runtime_checkable,
+)
 
 from .process import Runner
 from .remote import HostSpec
@@ -198,6 +207,7 @@ class BackendConfig:
         return self.remote.name if self.remote is not None else self.host
 
 
+@runtime_checkable
 class Backends(Protocol):
     """One opened backend: the cluster's storage and the host the steps run on."""
 

@@ -15,7 +15,14 @@ from xen2kvm import backends as registry
 from . import claims as cl
 from . import naming as nm
 from . import steps as s
-from .backend import BackendConfig, Backends, ListCache, SSHOptions
+from .backend import (
+    BackendConfig,
+    Backends,
+    HostBackend,
+    ListCache,
+    SSHOptions,
+    StorageBackend,
+)
 from .errors import ClaimBusy, UsageError
 from .plans import Plan
 from .process import Runner
@@ -72,11 +79,11 @@ class Ctx:
         return ctx
 
     @property
-    def storage(self):
+    def storage(self) -> StorageBackend:
         return self.backends.storage
 
     @property
-    def host(self):
+    def host(self) -> HostBackend:
         return self.backends.host
 
     def say(self, text: str) -> None:
