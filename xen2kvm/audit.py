@@ -15,17 +15,20 @@ import platform
 import re
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Sequence
 
 from .errors import PlanError
+
+if TYPE_CHECKING:
+    from .backend import Backends
 
 ENV = "XEN2KVM_AUDIT_LOG"
 DEFAULT_PATH = "/var/log/xen2kvm/audit.jsonl"
 _WORDS = re.compile(r"[^A-Za-z0-9_.:-]+")
 
 
-def path_for(backends: Any) -> Path:
-    own = getattr(backends, "audit_path", None)  # the fake: inside its state folder
+def path_for(backends: Backends) -> Path:
+    own = backends.audit_path  # the fake: inside its state folder
     return Path(own or os.environ.get(ENV) or DEFAULT_PATH)
 
 

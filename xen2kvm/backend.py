@@ -7,10 +7,23 @@ completes what a half-finished step left.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Optional, Protocol, Sequence
+from pathlib import Path
+from typing import (
+    Any,
+    Callable,
+    Hashable,
+    Mapping,
+    Optional,
+    Protocol,
+    Sequence,
+    runtime_checkable,
+)
 
 from .naming import DevicePaths
+from .process import Runner
+from .remote import HostSpec
 from .throttle import IoCounters
 
 
@@ -155,3 +168,60 @@ class HostBackend(Protocol):
 
     def sleep(self, seconds: float) -> None:
         """Let time pass (virtual on the fake)."""
+
+
+class ListCache:
+    """The cluster's lists read once for many hosts' views (fleet status): one consistent
+    picture, however many hosts are shown. Only for reads: a run that changes anything reads
+    its own lists again. A backend keys what it keeps by where it read it from."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._lists: dict[Hashable, Any] = {}
+
+    def get(self, key: Hashable, read: Callable[[], Any]) -> Any:
+        with self._lock:  # the first host reads, the others wait for its answer
+            if key not in self._lists:
+                self._lists[key] = read()
+            return self._lists[key]
+
+
+@dataclass(frozen=True)
+class SSHOptions:
+    known_hosts: Optional[str] = None  # None: the system's
+    accept_new_keys: bool = False  # trust an unknown host key (never a changed one)
+
+
+@dataclass(frozen=True)
+class BackendConfig:
+    """Everything a backend is opened with (`xen2kvm.backends.open`)."""
+
+    backend: str  # a name in the registry
+    runner: Runner  # the local commands' Runner
+    state: Optional[str] = None  # the fake cluster's folder
+    host: Optional[str] = None  # the KVM host this runs on (None: the backend's default)
+    remote: Optional[HostSpec] = None  # that host's steps run on it (real: over SSH)
+    ssh: SSHOptions = SSHOptions()
+    client_id: Optional[int] = None  # the host's StorPool client id (None: from its config)
+    shared: Optional[ListCache] = None  # lists read once for many hosts (reads only)
+
+    @property
+    def host_name(self) -> Optional[str]:
+        return self.remote.name if self.remote is not None else self.host
+
+
+@runtime_checkable
+class Backends(Protocol):
+    """One opened backend: the cluster's storage and the host the steps run on."""
+
+    storage: StorageBackend
+    host: HostBackend
+    runner: Runner  # where the host's commands run (redaction, the helper's output)
+    lock_dir: str  # the run lock's folder on that host; the tool's notes are kept beside it
+    audit_path: Optional[Path]  # None: XEN2KVM_AUDIT_LOG or the default (audit.py)
+
+    def lock(self) -> Callable[[], None]:
+        """Take the host's run lock (LockBusy when another run holds it); returns its
+        release."""
+
+    def close(self) -> None: ...

@@ -13,6 +13,8 @@ import threading
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
+from xen2kvm import backends as registry
+
 from . import __version__, commands, dmtables, interrupts
 from .context import Ctx, Options
 from .errors import UsageError, Xen2KvmError
@@ -74,7 +76,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"xen2kvm {__version__}")
     common_options(p)
     sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
+    for add in (_migration_parsers, _sync_parser, _undo_parsers, _info_parsers, _tune_parser,
+                _fleet_parser, _contributed_parsers):
+        add(sub)
+    return p
 
+
+def _migration_parsers(sub) -> None:
     c = sub.add_parser("clone", help="case-1: replace the KVM volume by a clone of the XEN one")
     c.add_argument("-x", "--xen", required=True)
     c.add_argument("-k", "--kvm", required=True)
@@ -97,6 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("release", help="reboot hook: tear the VM's dm devices down")
     c.add_argument("vm")
     _yes(c)
+
+
+def _sync_parser(sub) -> None:
     c = sub.add_parser("sync", help="add the KVM leg, show progress, retag when in sync")
     c.add_argument("vm", nargs="?")
     _rates(c)
@@ -105,6 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--interval", type=float, default=1.0)
     _adaptive(c)
     _yes(c)
+
+
+def _undo_parsers(sub) -> None:
     c = sub.add_parser("cleanup", help="delete the clones and metadata of migrated disks")
     c.add_argument("vm", nargs="?")
     _yes(c)
@@ -116,6 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
         c.add_argument("vm", nargs="?")
         c.add_argument("--disk", help="one disk instead of every disk of the VM")
         _yes(c)
+
+
+def _info_parsers(sub) -> None:
     c = sub.add_parser("status", help="each disk's phase")
     c.add_argument("vm", nargs="?")
     c.add_argument("--json", action="store_true")
@@ -126,6 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("-x", "--xen", required=True)
     c.add_argument("-k", "--kvm", required=True)
     _yes(c)
+
+
+def _tune_parser(sub) -> None:
     c = sub.add_parser("tune", help="show or set dev.raid.speed_limit_{min,max} (KiB/s)")
     c.add_argument("--min", type=int, dest="min_kib")
     c.add_argument("--max", type=int, dest="max_kib")
@@ -136,7 +156,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--scratch", default="/var/tmp", metavar="DIR",
                    help="--sweep: folder for the scratch loop devices' files")
     _yes(c)
-    c = sub.add_parser("fleet", help="sync, status or release across many KVM hosts over SSH")
+
+
+def _fleet_parser(sub) -> None:
+    c = sub.add_parser("fleet", help="sync, status or release across many KVM hosts (over "
+                                     "SSH; on the fake, its hosts)")
     c.add_argument("action", choices=("sync", "status", "release"))
     c.add_argument("vms", nargs="*", metavar="VM", help="release: the VMs to release")
     c.add_argument("--hosts", help="h1,h2,... (name@port for a non-standard port)")
@@ -155,12 +179,13 @@ def build_parser() -> argparse.ArgumentParser:
     _rates(c)
     _adaptive(c)
     _yes(c)
+
+
+def _contributed_parsers(sub) -> None:
+    """The fake's own commands, through the registry (backends/__init__.py COMMANDS)."""
     c = sub.add_parser("demo", help="rehearse both cases on an embedded fake cluster")
     c.add_argument("--keep", metavar="DIR", help="leave the cluster state in DIR")
-    from . import sim
-
-    sim.add_parser(sub)
-    return p
+    registry.command_module("sim").add_parser(sub)
 
 
 def _rates_of(args) -> dmtables.Rates:
@@ -188,64 +213,75 @@ def guest_helper() -> str:
     return str(beside) if beside.exists() else "xen2kvm-guest"
 
 
-def dispatch(ctx: Ctx, args) -> int:
-    cmd = args.cmd
-    if cmd == "clone":
-        return commands.clone(ctx, args.xen, args.kvm, args.vm)
-    if cmd == "prepare":
-        helper = shlex.split(args.helper) if args.helper else ()
-        loader = (guest_helper(),) if args.boot_loader else ()
-        return commands.prepare(ctx, args.xen, args.kvm, N_ALIGNED if args.no_dos else N_DOS,
-                                helper, (args.onapp_vm_id, args.onapp_hypervisor_id),
-                                loader)
-    if cmd == "assemble":
-        disks = [d for group in args.disk for d in group]
-        return commands.assemble(ctx, args.vm, disks, _rates_of(args))
-    if cmd == "release":
-        return commands.release(ctx, args.vm)
-    if cmd == "sync":
-        return commands.sync(ctx, args.vm, _rates_of(args), args.repair, args.wait,
-                             args.interval, adaptive=_controller(args))
-    if cmd == "cleanup":
-        return commands.cleanup(ctx, args.vm)
-    if cmd in ("abort", "purge"):
-        if (args.vm is None) == (args.disk is None):
-            raise UsageError(f"{cmd} takes a VM or --disk DISK (one of them; see xen2kvm "
-                             f"{cmd} --help)")
-        return getattr(commands, cmd)(ctx, args.vm, args.disk)
-    if cmd == "status":
-        return commands.status(ctx, args.vm, args.json)
-    if cmd == "history":
-        from . import audit
+def _prepare(ctx: Ctx, args) -> int:
+    helper = shlex.split(args.helper) if args.helper else ()
+    loader = (guest_helper(),) if args.boot_loader else ()
+    return commands.prepare(ctx, args.xen, args.kvm, N_ALIGNED if args.no_dos else N_DOS,
+                            helper, (args.onapp_vm_id, args.onapp_hypervisor_id), loader)
 
-        return audit.history(ctx, args.subject, args.json)
-    if cmd == "verify":
-        return commands.verify(ctx, args.xen, args.kvm)
-    if cmd == "tune" and args.sweep:
-        from . import sweep
 
-        if args.min_kib is not None or args.max_kib is not None or args.reset:
-            raise UsageError("tune --sweep sets nothing: drop --min/--max/--reset")
-        return sweep.sweep(ctx, args.scratch, parse_size(args.size))
-    if cmd == "tune":
+def _undo(ctx: Ctx, args) -> int:
+    if (args.vm is None) == (args.disk is None):
+        raise UsageError(f"{args.cmd} takes a VM or --disk DISK (one of them; see xen2kvm "
+                         f"{args.cmd} --help)")
+    undo = commands.abort if args.cmd == "abort" else commands.purge
+    return undo(ctx, args.vm, args.disk)
+
+
+def _history(ctx: Ctx, args) -> int:
+    from . import audit
+
+    return audit.history(ctx, args.subject, args.json)
+
+
+def _tune(ctx: Ctx, args) -> int:
+    if not args.sweep:
         return commands.tune(ctx, args.min_kib, args.max_kib, args.reset)
-    from . import sim
+    from . import sweep
 
-    return sim.dispatch(ctx, args)
+    if args.min_kib is not None or args.max_kib is not None or args.reset:
+        raise UsageError("tune --sweep sets nothing: drop --min/--max/--reset")
+    return sweep.sweep(ctx, args.scratch, parse_size(args.size))
 
 
-def _fleet(opts: Options, args) -> int:
+HANDLERS: dict[str, Callable[[Ctx, argparse.Namespace], int]] = {
+    "clone": lambda ctx, a: commands.clone(ctx, a.xen, a.kvm, a.vm),
+    "prepare": _prepare,
+    "assemble": lambda ctx, a: commands.assemble(
+        ctx, a.vm, [d for group in a.disk for d in group], _rates_of(a)),
+    "release": lambda ctx, a: commands.release(ctx, a.vm),
+    "sync": lambda ctx, a: commands.sync(ctx, a.vm, _rates_of(a), a.repair, a.wait,
+                                         a.interval, adaptive=_controller(a)),
+    "cleanup": lambda ctx, a: commands.cleanup(ctx, a.vm),
+    "abort": _undo,
+    "purge": _undo,
+    "status": lambda ctx, a: commands.status(ctx, a.vm, a.json),
+    "history": _history,
+    "verify": lambda ctx, a: commands.verify(ctx, a.xen, a.kvm),
+    "tune": _tune,
+    "sim": lambda ctx, a: registry.command_module("sim").dispatch(ctx, a),
+}
+
+
+def dispatch(ctx: Ctx, args) -> int:
+    return HANDLERS[args.cmd](ctx, args)
+
+
+def _fleet(args) -> int:
     from . import fleet
 
     specs = fleet.parse_hosts(args.hosts, args.inventory, args.ssh_user, args.ssh_key)
     if args.action == "release" and not args.vms:
         raise UsageError("fleet release needs the VMs to release")
-    ssh = {"known_hosts": args.known_hosts, "accept_new_keys": args.accept_new_host_keys}
     if args.adaptive and args.action != "sync":
         raise UsageError("--adaptive goes with fleet sync")
-    return fleet.run(opts, args.action, specs, args.vms, _rates_of(args), args.parallel,
-                     args.json, ssh, wait=args.wait, interval=args.interval,
-                     adaptive=_controller(args, needs_wait=False))
+    # each host gets its own backends (fleet.py); none is opened here
+    opts = Options(args.backend, args.state, args.host, args.yes,
+                   known_hosts=args.known_hosts, accept_new_keys=args.accept_new_host_keys)
+    job = fleet.Job(args.action, args.vms, _rates_of(args),
+                    _controller(args, needs_wait=False))
+    return fleet.run(opts, job, specs, args.parallel, args.json, wait=args.wait,
+                     interval=args.interval)
 
 
 def _quiet_stdout() -> None:
@@ -311,12 +347,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     def body() -> int:
         args = build_parser().parse_args(argv)
         if args.cmd == "demo":
-            from . import demo
-
-            return demo.run(args.keep)
-        if args.cmd == "fleet":  # each host gets its own backends; none is opened here
-            opts = Options(args.backend, args.state, args.host, args.yes)
-            return _fleet(opts, args)
+            return registry.command_module("demo").run(args.keep)
+        if args.cmd == "fleet":
+            return _fleet(args)
         opts = Options(args.backend, args.state, args.host, getattr(args, "yes", False),
                        args.inventory, args.known_hosts, args.take_over, prog="xen2kvm",
                        argv=tuple(sys.argv[1:] if argv is None else argv))

@@ -34,9 +34,7 @@ def prepare(ctx: Ctx, xen: str, kvm: str, n: int, helper: Sequence[str] = (),
             onapp_ids: tuple[Optional[int], Optional[int]] = (None, None),
             boot_loader: Sequence[str] = ()) -> int:
     preflight.check(ctx, helper=helper)
-    b = ctx.backends  # the boot area is kept beside the run lock, on the host that runs it
-    area_dir = str(getattr(b, "remote_lock_dir", None) or getattr(b, "lock_dir", None)
-                   or "/run/lock/xen2kvm")
+    area_dir = ctx.backends.lock_dir  # the boot area: beside the run lock, on its host
     rc = ctx.run(lambda w: _checked(
         ctx, plans.plan_prepare(w, xen, kvm, n, helper, boot_loader, area_dir),
         lambda: capacity.check_prepare(ctx, w, xen, kvm, n)))

@@ -13,12 +13,20 @@ from typing import Any, Callable, Optional, TextIO, Union
 from xen2kvm import backends as registry
 
 from . import claims as cl
-from . import lockdir
 from . import naming as nm
 from . import steps as s
+from .backend import (
+    BackendConfig,
+    Backends,
+    HostBackend,
+    ListCache,
+    SSHOptions,
+    StorageBackend,
+)
 from .errors import ClaimBusy, UsageError
 from .plans import Plan
 from .process import Runner
+from .remote import HostSpec, parse_hosts
 from .world import World
 
 
@@ -34,6 +42,20 @@ class Options:
     # operator completeness: which command line runs (messages, the audit record)
     prog: str = "xen2kvm"
     argv: tuple[str, ...] = ()
+    accept_new_keys: bool = False  # SSH: trust a host whose key is not known yet
+
+    def config(self, remote: Optional[HostSpec] = None,
+               shared: Optional[ListCache] = None) -> BackendConfig:
+        """What the backend opens with: `remote` (or --host found in --inventory) runs the
+        host's steps on that host."""
+        if remote is None and self.inventory:
+            specs = {spec.name: spec for spec in parse_hosts(None, self.inventory)}
+            if self.host not in specs:
+                raise UsageError(f"host {self.host} is not in the inventory {self.inventory}")
+            remote = specs[self.host]
+        return BackendConfig(self.backend, Runner(), self.state, self.host, remote,
+                             SSHOptions(self.known_hosts, self.accept_new_keys),
+                             remote.client_id if remote else None, shared)
 
 Planner = Callable[[World], Plan]
 
@@ -42,38 +64,26 @@ Planner = Callable[[World], Plan]
 class Ctx:
     opts: Options
     out: TextIO = field(default_factory=lambda: sys.stdout)
-    backends: Any = None
-    _lock: Any = None  # what releases the run lock
+    backends: Optional[Backends] = None
+    _lock: Optional[Callable[[], None]] = None  # what releases the run lock
     _claim_key: str = ""
     last: Optional[tuple[World, Plan]] = None  # the world and plan the last run() acted on
     _audit: Any = None  # operator completeness: this run's audit record (xen2kvm/audit.py)
 
     @classmethod
-    def open(cls, opts: Options, out: Optional[TextIO] = None) -> Ctx:
+    def open(cls, opts: Options, out: Optional[TextIO] = None,
+             config: Optional[BackendConfig] = None) -> Ctx:
+        """The backends through the registry, on `config` (default: the options')."""
         ctx = cls(opts, out or sys.stdout)
-        if opts.inventory and opts.backend == "storpool":
-            from xen2kvm.backends.storpool import StorPoolBackends
-
-            from .fleet import parse_hosts
-            from .remote import SSHRunner
-
-            specs = {s.name: s for s in parse_hosts(None, opts.inventory)}
-            if opts.host not in specs:
-                raise UsageError(f"host {opts.host} is not in the inventory {opts.inventory}")
-            spec = specs[opts.host]
-            ctx.backends = StorPoolBackends(spec.name, SSHRunner(spec, opts.known_hosts),
-                                            remote=True, client_id=spec.client_id)
-            return ctx
-        module = registry.load(opts.backend)
-        ctx.backends = module.open_backends(opts.state, opts.host, Runner())
+        ctx.backends = registry.open(config or opts.config())
         return ctx
 
     @property
-    def storage(self):
+    def storage(self) -> StorageBackend:
         return self.backends.storage
 
     @property
-    def host(self):
+    def host(self) -> HostBackend:
         return self.backends.host
 
     def say(self, text: str) -> None:
@@ -89,7 +99,7 @@ class Ctx:
         if self._audit is None:
             from . import audit
 
-            runner = getattr(self.host, "runner", None) or Runner()
+            runner = self.backends.runner
             self._audit = audit.Audit(audit.path_for(self.backends), self.opts.prog,
                                       self.opts.argv, self.host.name, runner.redact)
 
@@ -109,13 +119,7 @@ class Ctx:
 
     def lock(self) -> None:
         """One mutating run per host at a time: two runs for the same disk never interleave."""
-        remote_dir = getattr(self.backends, "remote_lock_dir", None)
-        if remote_dir is not None:  # the host's own lock, taken over SSH
-            self._lock = self.host.hold_lock(remote_dir)
-            return
-        # checked and opened without following links: see lockdir.py
-        self._lock = lockdir.acquire(getattr(self.backends, "lock_dir", None)
-                                     or "/run/lock/xen2kvm")
+        self._lock = self.backends.lock()
 
     def ensure_lock(self) -> None:
         """Hold the run lock from now on (a run that changes the host outside plan steps)."""

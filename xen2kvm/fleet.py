@@ -1,31 +1,34 @@
 """`xen2kvm fleet sync|status|release`: many KVM hosts at once, from one workstation.
 
-StorPool calls go to the API; each host's steps run over SSH (Fabric), hosts in parallel
-(bounded). Every host's result or error is collected: one unreachable host never stops the
-others, and the exit code is non-zero when any host failed, with one line naming it and why.
-Identifiers are checked before any connection is made.
+Each host gets its own backends from the registry, on any backend: on StorPool the calls go to
+the API and each host's steps run over SSH (Fabric); on the fake each host is one of the fake
+cluster's hosts. Hosts run in parallel (bounded). Every host's result or error is collected:
+one unreachable host never stops the others, and the exit code is non-zero when any host
+failed, with one line naming it and why. Identifiers are checked before any connection is made.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
-import configparser
 import copy
+import dataclasses
 import io
 import json
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 from . import capacity, commands, dmtables, live
 from . import naming as nm
+from .backend import ListCache
 from .context import Ctx, Options
-from .errors import PlanError, UsageError, Xen2KvmError
-from .remote import HostSpec
+from .errors import Xen2KvmError
+from .remote import HostSpec, parse_hosts
+from .throttle import Controller
 
-if TYPE_CHECKING:
-    from xen2kvm.backends.storpool.client import SharedLists
+__all__ = ["Job", "parse_hosts", "run"]
 
 
 @dataclass
@@ -39,38 +42,16 @@ class HostResult:
     seconds: float = 0.0
 
 
-def parse_hosts(hosts: Optional[str], inventory: Optional[str], user: str = "root",
-                key_file: Optional[str] = None) -> list[HostSpec]:
-    """--hosts h1,h2[:port] or an inventory (INI: [name] address= port= user= key= sp_ourid=)."""
-    specs: list[HostSpec] = []
-    if inventory:
-        cp = configparser.ConfigParser()
-        try:
-            if not cp.read(inventory):
-                raise UsageError(f"inventory {inventory} cannot be read")
-        except configparser.Error as exc:
-            raise UsageError(f"inventory {inventory}: {str(exc).splitlines()[0]}") from None
-        for name in cp.sections():
-            s = cp[name]
-            try:
-                specs.append(HostSpec(name, s.get("address", name), s.getint("port", 22),
-                                      s.get("user", user), s.get("key", key_file),
-                                      s.getint("sp_ourid") if s.get("sp_ourid") else None))
-            except ValueError as exc:
-                raise UsageError(f"inventory {inventory} [{name}]: {exc}") from None
-    for item in (hosts or "").split(","):
-        if item.strip():
-            name, _, port = item.strip().partition("@")
-            specs.append(HostSpec(name, name, int(port) if port.isdigit() else 22, user,
-                                  key_file))
-            if port and not port.isdigit():
-                raise PlanError(f"port {port!r} of host {name!r} is not a number")
-    if not specs:
-        raise UsageError("give the hosts: --hosts h1,h2 or --inventory FILE")
-    names = [s.name for s in specs]
-    if len(set(names)) != len(names):
-        raise UsageError("a host is named twice")
-    return [s.check() for s in specs]
+@dataclass(frozen=True)
+class Job:
+    """What every host does in a round. `adaptive`: a Controller each host's sync --wait
+    copies (sync only); `stop` ends an adaptive wait from another thread (Ctrl-C)."""
+
+    action: str  # sync, status or release
+    vms: Sequence[str] = ()  # release: the VMs
+    rates: dmtables.Rates = dmtables.NO_RATES
+    adaptive: Optional[Controller] = None
+    stop: Optional[threading.Event] = None
 
 
 def _rows(ctx: Ctx, host: str) -> tuple[list[dict], list[str]]:
@@ -86,38 +67,35 @@ def _rows(ctx: Ctx, host: str) -> tuple[list[dict], list[str]]:
     return rows, capacity.summary(survey)
 
 
-def _one(spec: HostSpec, opts: Options, action: str, vms: Sequence[str], rates,
-         ssh: dict, shared: SharedLists, adaptive=None, stop=None) -> HostResult:
-    from xen2kvm.backends.storpool import StorPoolBackends
+def _act(ctx: Ctx, job: Job) -> int:
+    if job.action == "sync" and job.adaptive is not None:  # each host its own controller
+        return commands.sync(ctx, None, job.rates, wait=True,
+                             adaptive=copy.deepcopy(job.adaptive), stop=job.stop)
+    if job.action == "sync":
+        return commands.sync(ctx, None, job.rates)
+    rc = 0
+    for vm in job.vms if job.action == "release" else ():
+        rc = commands.release(ctx, vm) or rc
+    return rc
 
-    from .remote import SSHRunner
 
+def _one(spec: HostSpec, opts: Options, job: Job, shared: ListCache) -> HostResult:
     started = time.monotonic()
-    result = HostResult(spec.name)
-    out = io.StringIO()
-    runner = SSHRunner(spec, **ssh)
-    ctx = Ctx(Options(opts.backend, opts.state, spec.name, opts.yes), out)
+    result, out, ctx = HostResult(spec.name), io.StringIO(), None
+    opts = dataclasses.replace(opts, host=spec.name, inventory=None)
     try:
-        ctx.backends = StorPoolBackends(spec.name, runner, remote=True, client_id=spec.client_id,
-                                        shared=shared if action == "status" else None)
-        rc = 0
-        if action == "sync" and adaptive is not None:  # each host its own controller
-            rc = commands.sync(ctx, None, rates, wait=True, adaptive=copy.deepcopy(adaptive),
-                               stop=stop)
-        elif action == "sync":
-            rc = commands.sync(ctx, None, rates)
-        elif action == "release":
-            for vm in vms:
-                rc = commands.release(ctx, vm) or rc
+        # the lists are shared by views only: a run that changes things reads its own
+        ctx = Ctx.open(opts, out, opts.config(spec, shared if job.action == "status" else None))
+        rc = _act(ctx, job)
         result.rows, result.space = _rows(ctx, spec.name)
         if rc:
-            result.ok, result.error = False, f"{action} exited {rc}"
+            result.ok, result.error = False, f"{job.action} exited {rc}"
     except Xen2KvmError as exc:
         result.ok, result.error = False, str(exc)
     finally:
-        ctx.finish(0 if result.ok else 1, None)  # operator completeness: the audit record
-        ctx.close()
-        runner.close()
+        if ctx is not None:
+            ctx.finish(0 if result.ok else 1, None)  # operator completeness: the audit record
+            ctx.close()
         result.output = out.getvalue()
         result.seconds = time.monotonic() - started
     return result
@@ -168,47 +146,49 @@ def _text(results: list[HostResult], out, waited: bool) -> None:
     print(f"{ok} of {len(results)} hosts ok", file=out)
 
 
-def run(opts: Options, action: str, specs: list[HostSpec], vms: Sequence[str] = (),
-        rates: dmtables.Rates = dmtables.NO_RATES, parallel: int = 8, as_json: bool = False,
-        ssh: Optional[dict] = None, out=None, wait: bool = False,
-        interval: float = 5.0, adaptive=None) -> int:
-    """`adaptive`: a Controller each host's sync --wait copies (sync only)."""
-    import sys
-
-    out = out or sys.stdout
-    if opts.backend != "storpool":
-        raise UsageError("fleet runs on the storpool backend (rehearse hosts one by one with "
-                         "--backend fake --host H)")
-    for vm in vms:
-        nm.check_vm(vm)
-    from xen2kvm.backends.storpool.client import SharedLists
-
-    shared = SharedLists()
-    workers = max(1, min(parallel, len(specs)))
-    stop = threading.Event()
-    with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
-        def round_() -> list[HostResult]:
-            return list(pool.map(lambda s: _one(s, opts, action, vms, rates, ssh or {},
-                                                shared, adaptive, stop), specs))
-
-        waited = wait and action == "sync" and opts.yes
-        try:
-            results = _wait(round_, interval, out) if waited else round_()
-        except KeyboardInterrupt:  # adaptive hosts put their limits back before this returns
-            stop.set()
-            if not waited:
-                raise
-            print("xen2kvm: interrupted: the resyncs go on in the hosts' kernels; watch "
-                  "them again with `xen2kvm fleet sync --wait -y` or `xen2kvm fleet "
-                  "status`", file=sys.stderr)
-            return 130
-    failed = [r for r in results if not r.ok]
+def _report(results: list[HostResult], out, as_json: bool, waited: bool) -> int:
     if as_json:
         print(json.dumps({"hosts": {r.host: {"ok": r.ok, "error": r.error, "rows": r.rows,
                                              "output": r.output, "seconds": round(r.seconds, 3)}
                                     for r in results}}, indent=2), file=out)
     else:
         _text(results, out, waited)
+    failed = [r for r in results if not r.ok]
     for r in failed:
         print(f"xen2kvm: error: host {r.host}: {r.error}", file=sys.stderr)
     return 7 if failed else 0
+
+
+def _rounds(round_: Callable[[], list[HostResult]], stop: threading.Event, waited: bool,
+            interval: float, out) -> Optional[list[HostResult]]:
+    """One round, or (--wait) rounds until done; None when Ctrl-C ended the wait."""
+    try:
+        return _wait(round_, interval, out) if waited else round_()
+    except KeyboardInterrupt:  # adaptive hosts put their limits back before this returns
+        stop.set()
+        if not waited:
+            raise
+        print("xen2kvm: interrupted: the resyncs go on in the hosts' kernels; watch "
+              "them again with `xen2kvm fleet sync --wait -y` or `xen2kvm fleet "
+              "status`", file=sys.stderr)
+        return None
+
+
+def run(opts: Options, job: Job, specs: list[HostSpec], parallel: int = 8,
+        as_json: bool = False, out=None, wait: bool = False, interval: float = 5.0) -> int:
+    """`job` on every host of `specs`; SSH options come from `opts` (known_hosts, keys)."""
+    out = out or sys.stdout
+    for vm in job.vms:
+        nm.check_vm(vm)
+    shared, stop = ListCache(), threading.Event()
+    job = dataclasses.replace(job, stop=stop)
+    waited = wait and job.action == "sync" and opts.yes
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(parallel,
+                                                                      len(specs)))) as pool:
+        def round_() -> list[HostResult]:
+            return list(pool.map(lambda spec: _one(spec, opts, job, shared), specs))
+
+        results = _rounds(round_, stop, waited, interval, out)
+    if results is None:
+        return 130
+    return _report(results, out, as_json, waited)

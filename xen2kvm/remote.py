@@ -1,4 +1,5 @@
-"""The SSH Runner: the same `run(argv)` and result types as the local Runner, over Fabric.
+"""Hosts over SSH: their specs (`--hosts`, an inventory) and the SSH Runner, which has the same
+`run(argv)` and result types as the local Runner, over Fabric.
 
 Commands stay argument lists up to the wire, where `shlex.join` quotes them for the remote
 shell; nothing is built by concatenation. Host keys are checked against known_hosts: an unknown
@@ -7,6 +8,7 @@ key is refused unless the operator accepts new keys, a changed key is always ref
 
 from __future__ import annotations
 
+import configparser
 import contextlib
 import io
 import re
@@ -16,7 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
-from .errors import HostKeyRefused, PlanError, Unreachable
+from .errors import HostKeyRefused, PlanError, Unreachable, UsageError
 from .process import CommandResult, Runner, log
 
 HOST_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
@@ -42,6 +44,40 @@ class HostSpec:
         if not 0 < self.port < 65536:
             raise PlanError(f"port {self.port} of host {self.name} is not a TCP port")
         return self
+
+
+def parse_hosts(hosts: Optional[str], inventory: Optional[str], user: str = "root",
+                key_file: Optional[str] = None) -> list[HostSpec]:
+    """--hosts h1,h2[:port] or an inventory (INI: [name] address= port= user= key= sp_ourid=)."""
+    specs: list[HostSpec] = []
+    if inventory:
+        cp = configparser.ConfigParser()
+        try:
+            if not cp.read(inventory):
+                raise UsageError(f"inventory {inventory} cannot be read")
+        except configparser.Error as exc:
+            raise UsageError(f"inventory {inventory}: {str(exc).splitlines()[0]}") from None
+        for name in cp.sections():
+            s = cp[name]
+            try:
+                specs.append(HostSpec(name, s.get("address", name), s.getint("port", 22),
+                                      s.get("user", user), s.get("key", key_file),
+                                      s.getint("sp_ourid") if s.get("sp_ourid") else None))
+            except ValueError as exc:
+                raise UsageError(f"inventory {inventory} [{name}]: {exc}") from None
+    for item in (hosts or "").split(","):
+        if item.strip():
+            name, _, port = item.strip().partition("@")
+            specs.append(HostSpec(name, name, int(port) if port.isdigit() else 22, user,
+                                  key_file))
+            if port and not port.isdigit():
+                raise PlanError(f"port {port!r} of host {name!r} is not a number")
+    if not specs:
+        raise UsageError("give the hosts: --hosts h1,h2 or --inventory FILE")
+    names = [s.name for s in specs]
+    if len(set(names)) != len(names):
+        raise UsageError("a host is named twice")
+    return [s.check() for s in specs]
 
 
 class _QuickAckSocket:

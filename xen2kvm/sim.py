@@ -57,6 +57,10 @@ def add_parser(sub) -> None:
     c.add_argument("iops", type=float)
     c.add_argument("--after", type=float, default=0.0, metavar="SECONDS",
                    help="from this many virtual seconds from now on")
+    c = s.add_parser("host", help="a host goes down (answers no call, as an unreachable "
+                                  "SSH host) or comes back up")
+    c.add_argument("host_state", choices=("down", "up"), metavar="down|up")
+    c.add_argument("name")
     c = s.add_parser("kernel", help="set the raid target version a host reports")
     c.add_argument("raid_version")
     # operator completeness: the placement group's raw capacity (VolumeTemplatesStatus)
@@ -257,6 +261,10 @@ def dispatch(ctx: Ctx, args) -> int:
                             "device carries the I/O counters), and numbers >= 0")
         ctx.backends.host_named(vm.host).guest_load(path[len("/dev/mapper/"):], args.iops,
                                                     args.after)
+        return 0
+    if cmd == "host":
+        cluster.host(args.name).down = args.host_state == "down"
+        cluster.generation += 1
         return 0
     if cmd == "fault":
         cluster.inject_fault(args.k)

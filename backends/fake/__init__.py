@@ -14,9 +14,11 @@ import contextlib
 import fcntl
 import os
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
-from xen2kvm.errors import PlanError, UsageError
+from xen2kvm import lockdir
+from xen2kvm.backend import BackendConfig
+from xen2kvm.errors import PlanError, Unreachable, UsageError
 from xen2kvm.process import Runner
 
 from . import model
@@ -29,8 +31,9 @@ DEFAULT_HOST = "kvm1"
 class _Synced:
     """Every public method of the wrapped object runs as one transaction of the cluster."""
 
-    def __init__(self, target: Any, backends: FakeBackends):
-        self._target, self._backends = target, backends
+    def __init__(self, target: Any, backends: FakeBackends,
+                 check: Callable[[], None] = lambda: None):
+        self._target, self._backends, self._check = target, backends, check
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._target, name)
@@ -39,6 +42,7 @@ class _Synced:
 
         def call(*args, **kwargs):
             with self._backends.transaction():
+                self._check()
                 return attr(*args, **kwargs)
 
         return call
@@ -66,7 +70,7 @@ class FakeBackends:
         self._hosts: list[FakeHost] = []
         self.storage = _Synced(FakeStorage(self.cluster), self)
         host = host or DEFAULT_HOST
-        self.lock_dir = self.state_dir / f"lock-{host}"
+        self.lock_dir = str(self.state_dir / f"lock-{host}")
         self.audit_path = self.state_dir / "audit.jsonl"  # operator completeness: its audit log
         with self.transaction():
             self.host = self.host_named(host)
@@ -98,7 +102,7 @@ class FakeBackends:
         with self.transaction():
             host = FakeHost(self.cluster, name, self.runner)
         self._hosts.append(host)
-        return _Synced(host, self)
+        return _Synced(host, self, lambda: _reachable(host))
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
@@ -171,10 +175,23 @@ class FakeBackends:
         finally:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
 
+    def lock(self) -> Callable[[], None]:
+        with self.transaction():
+            _reachable(self.host._target)  # a real host's lock is taken on the host
+        return lockdir.acquire(self.lock_dir)
+
     def __del__(self) -> None:
         with contextlib.suppress(AttributeError, OSError, TypeError):
             os.close(self._fd)
 
 
-def open_backends(state_dir: Optional[str], host: Optional[str], runner: Runner) -> FakeBackends:
-    return FakeBackends(state_dir, host, runner)
+def _reachable(host: FakeHost) -> None:
+    """A host that is down (`sim host down H`) answers no call, as an unreachable SSH host."""
+    if host.state.down:
+        raise Unreachable(host.name, f"the fake host is down (`sim host up {host.name}` "
+                          "brings it back)")
+
+
+def open_backends(config: BackendConfig) -> FakeBackends:
+    """A remote host of the fake is one of its hosts by name: the model has no SSH."""
+    return FakeBackends(config.state, config.host_name, config.runner)

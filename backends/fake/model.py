@@ -75,6 +75,7 @@ class HostState:
     sysctl: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_SYSCTL))
     raid_version: tuple[int, ...] = RAID_VERSION
     notes: dict[str, str] = field(default_factory=dict)  # files the tool keeps beside its lock
+    down: bool = False  # answers no call, as an unreachable host (`sim host down`)
 
 
 @dataclass

@@ -7,12 +7,15 @@ from __future__ import annotations
 import os
 import platform
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
+from xen2kvm import lockdir
+from xen2kvm.backend import BackendConfig, ListCache
 from xen2kvm.process import Runner
+from xen2kvm.remote import SSHRunner
 
 from . import config
-from .client import Client, SharedLists
+from .client import Client
 from .host import LocalHost
 from .remote_host import RemoteHost
 from .storage import StorPoolStorage
@@ -25,9 +28,11 @@ class StorPoolBackends:
     may come from an inventory instead of the host's section of the StorPool config)."""
 
     def __init__(self, host: Optional[str], runner: Runner, remote: bool = False,
-                 client_id: Optional[int] = None, shared: Optional[SharedLists] = None):
+                 client_id: Optional[int] = None, shared: Optional[ListCache] = None):
         hostname = host or platform.node()
         settings = config.load(hostname)
+        self.runner, self.remote = runner, remote
+        self.audit_path: Optional[Path] = None  # XEN2KVM_AUDIT_LOG or the default
         runner.secrets.append(settings.token)
         self.settings = settings
         self.client = Client(settings)
@@ -39,15 +44,27 @@ class StorPoolBackends:
         self.lock_dir = lock_root or DEFAULT_LOCK_DIR
         # over SSH, the host's own lock: the one a run there takes; XEN2KVM_LOCK_DIR
         # (rehearsals, tests: several "hosts" on one machine) gives each host a folder
-        self.remote_lock_dir: Optional[str] = None
-        if remote:
-            self.remote_lock_dir = os.path.join(lock_root, hostname) if lock_root \
-                else DEFAULT_LOCK_DIR
-        self.host.note_dir = Path(self.remote_lock_dir or self.lock_dir)  # beside the lock
+        if remote and lock_root:
+            self.lock_dir = os.path.join(lock_root, hostname)
+        self.host.note_dir = Path(self.lock_dir)  # beside the lock
+
+    def lock(self) -> Callable[[], None]:
+        if self.remote:  # the host's own lock, taken over SSH
+            return self.host.hold_lock(self.lock_dir)
+        # checked and opened without following links: see lockdir.py
+        return lockdir.acquire(self.lock_dir)
 
     def close(self) -> None:
-        pass
+        if isinstance(self.runner, SSHRunner):  # the run lock's holder ends with it
+            self.runner.close()
 
 
-def open_backends(state_dir, host, runner: Runner) -> StorPoolBackends:
-    return StorPoolBackends(host, runner)
+def open_backends(cfg: BackendConfig) -> StorPoolBackends:
+    """A remote host's steps run over SSH, with the client id its inventory gives."""
+    if cfg.remote is None:
+        return StorPoolBackends(cfg.host, cfg.runner, client_id=cfg.client_id,
+                                shared=cfg.shared)
+    runner = SSHRunner(cfg.remote, cfg.ssh.known_hosts, cfg.ssh.accept_new_keys)
+    client_id = cfg.client_id if cfg.client_id is not None else cfg.remote.client_id
+    return StorPoolBackends(cfg.remote.name, runner, remote=True, client_id=client_id,
+                            shared=cfg.shared)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import http.client
 import os
 import sys
-import threading
 import time
 from typing import Any, Callable, Optional
 
@@ -129,20 +128,3 @@ class Client:
         except (OSError, http.client.HTTPException, BackendError, *MALFORMED):
             return False
 
-
-class SharedLists:
-    """The cluster's volume and attachment lists read once for many hosts' views (fleet
-    status): one consistent picture, two API calls and one parse however many hosts are
-    shown. Only for reads: a run that changes anything reads its own lists again."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._lists: dict[tuple, Any] = {}
-
-    def get(self, client: Client, what: str, read: Callable[[], Any]) -> Any:
-        s = client.settings
-        key = (s.host, s.port, s.token, what)
-        with self._lock:  # the first host reads, the others wait for its answer
-            if key not in self._lists:
-                self._lists[key] = read()
-            return self._lists[key]

@@ -10,22 +10,25 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any, Callable, Mapping, Optional
 
-from xen2kvm.backend import Snapshot, TemplateSpace, Volume
+from xen2kvm.backend import ListCache, Snapshot, TemplateSpace, Volume
 from xen2kvm.errors import BackendError
 
-from .client import Client, SharedLists
+from .client import Client
 
 
 class StorPoolStorage:
     def __init__(self, client: Client, local_host: str, our_id: Optional[int],
-                 shared: Optional[SharedLists] = None):
+                 shared: Optional[ListCache] = None):
         self.client = client
         self.local_host = local_host
         self.our_id = our_id
         self.shared = shared
 
     def _read(self, what: str, read: Callable[[], Any]) -> Any:
-        return read() if self.shared is None else self.shared.get(self.client, what, read)
+        if self.shared is None:
+            return read()
+        s = self.client.settings  # one cache may serve several clusters' hosts
+        return self.shared.get((s.host, s.port, s.token, what), read)
 
     def host_label(self, client_id: int) -> str:
         return self.local_host if client_id == self.our_id else f"client{client_id}"

@@ -6,8 +6,8 @@ import os
 
 import pytest
 
+from xen2kvm.backend import ListCache
 from xen2kvm.backends.storpool import StorPoolBackends, config
-from xen2kvm.backends.storpool.client import SharedLists
 from xen2kvm.errors import BackendError, UsageError
 from xen2kvm.process import Runner
 
@@ -93,7 +93,7 @@ def test_other_clients_show_by_id(be, emulator):
 
 
 def test_shared_lists_are_read_once_and_labelled_per_host(emulator):
-    shared = SharedLists()
+    shared = ListCache()
     a = StorPoolBackends("hA", Runner(), client_id=11, shared=shared).storage
     b = StorPoolBackends("hB", Runner(), client_id=12, shared=shared).storage
     a.create_volume("v", 4096, {"t": "1"})
@@ -127,3 +127,24 @@ def test_wrong_token_and_unreachable_api(emulator, monkeypatch):
     monkeypatch.setenv("SP_API_HTTP_PORT", "1")
     with pytest.raises(BackendError, match="StorPool API 127.0.0.1:1 VolumesList: cannot reach it"):
         StorPoolBackends(HOST, Runner()).storage.list_volumes()
+
+
+def test_the_registry_opens_a_local_or_a_remote_host(emulator, tmp_path):
+    from xen2kvm import backends as registry
+    from xen2kvm.backend import BackendConfig, Backends
+    from xen2kvm.remote import HostSpec, SSHRunner
+
+    local = registry.open(BackendConfig("storpool", Runner(), host=HOST))
+    assert isinstance(local, Backends) and local.lock_dir == str(tmp_path / "lock")
+    assert local.storage.client_id(HOST) == OUR_ID and local.audit_path is None
+    release = local.lock()  # the lock folder on this machine
+    assert (tmp_path / "lock" / "xen2kvm.lock").exists()
+    release()
+    # a remote host: its steps over SSH (connected on first use), the inventory's client id,
+    # and (XEN2KVM_LOCK_DIR set: several "hosts" on one machine) a lock folder of its own
+    spec = HostSpec("kvm-b", "127.0.0.1", 1, client_id=12)
+    remote = registry.open(BackendConfig("storpool", Runner(), remote=spec))
+    assert isinstance(remote, Backends) and isinstance(remote.runner, SSHRunner)
+    assert remote.host.name == "kvm-b" and remote.storage.client_id("kvm-b") == 12
+    assert remote.lock_dir == str(tmp_path / "lock" / "kvm-b")
+    remote.close()
