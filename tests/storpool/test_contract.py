@@ -10,6 +10,7 @@ import json
 import pytest
 
 from xen2kvm import backends
+from xen2kvm.backend import BackendConfig
 from xen2kvm.errors import BackendError
 from xen2kvm.process import Runner
 
@@ -26,7 +27,7 @@ class Side:
 
     def __init__(self, kind: str, state_dir: str) -> None:
         self.kind = kind
-        self.backends = backends.load(kind).open_backends(state_dir, HOST, Runner())
+        self.backends = backends.open(BackendConfig(kind, Runner(), state=state_dir, host=HOST))
         self.storage, self.host = self.backends.storage, self.backends.host
 
     def _on_device(self, name: str, use):

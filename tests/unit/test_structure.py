@@ -37,11 +37,6 @@ PENDING_OTHER_BRANCHES = {
     "function over 40 lines: xen2kvm/plans.py:plan_clone",
     "function over 40 lines: xen2kvm/plans.py:plan_prepare",
     "function over 40 lines: xen2kvm/plans.py:plan_sync",
-    # tooling: lab.py and the API emulator move to a testing package
-    "module over 400 lines: backends/storpool/emulator.py",
-    "function over 40 lines: xen2kvm/lab.py:run",
-    # hoststruct: xen2kvm-guest's main split
-    "function over 40 lines: xen2kvm/guest/cli.py:main",
 }
 
 
