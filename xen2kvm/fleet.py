@@ -22,6 +22,7 @@ from . import capacity, commands, dmtables, live
 from . import naming as nm
 from .context import Ctx, Options
 from .errors import PlanError, UsageError, Xen2KvmError
+from .phases import RESYNCING
 from .remote import HostSpec
 
 if TYPE_CHECKING:
@@ -139,7 +140,7 @@ def _wait(round_, interval: float, out) -> list[HostResult]:
             screen.draw([sampler.row((row["host"], row["vm"] or "-", row["disk"]),
                                      row["phase"], row["done"], row["total"],
                                      _after(row), now) for row in rows])
-            busy = any(row["phase"] in ("assembled", "syncing") and not row["problem"]
+            busy = any(row["phase"] in RESYNCING and not row["problem"]
                        for row in rows)
             if not busy or not all(r.ok for r in results):
                 return results
