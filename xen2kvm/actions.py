@@ -55,8 +55,8 @@ class Run:
         line = _note(shlex.join(self.argv), self.note)
         if self.stdin is None:
             return line
-        return f"{shlex.join(self.argv)} <<'EOF'\n{self.stdin.rstrip(chr(10))}\nEOF" + (
-            f"\n# {self.note}" if self.note else "")
+        head = f"# {self.note}\n" if self.note else ""
+        return f"{head}{shlex.join(self.argv)} <<'EOF'\n{self.stdin.rstrip(chr(10))}\nEOF"
 
     def data(self) -> dict:
         return {"kind": "run", "argv": list(self.argv), "stdin": self.stdin}

@@ -47,8 +47,10 @@ def _points(n: int) -> list[Snapshot]:
             for v in ("kd", "xd")[:n]]
 
 
-def prepared(n=32, xen_tag=True, attached=(), vs=None) -> list[Volume]:
-    """The volumes after `prepare -x xd -k kd` (N sectors)."""
+def prepared(n=32, xen_tag=True, attached=(), vs=None, joined=None) -> list[Volume]:
+    """The volumes after `prepare -x xd -k kd` (N sectors); `joined`: leg 1 joined once
+    (default: when attached, i.e. the VM runs)."""
+    joined = bool(attached) if joined is None else joined
     clone_tags = {"xen2kvm": "clone", "kvm": "kd", "n": str(n), "ksz": str(XEN_SECTORS)}
     own = {"vs": vs} if vs else {}
     return [
@@ -58,7 +60,7 @@ def prepared(n=32, xen_tag=True, attached=(), vs=None) -> list[Volume]:
         Volume("xen-xd", GIB, {**clone_tags, **own}, attached),
         *(Volume(m, nm.META_SIZE_BYTES, {"xen2kvm": "meta", "kvm": "kd", **own,
                                          **({"leg1": "joined"} if m.startswith("x2km1") and
-                                            len(attached) else {})}, attached)
+                                            joined else {})}, attached)
           for m in nm.meta_names("kd")),
     ]
 
@@ -89,6 +91,8 @@ FLOWS = {
     "case1": lambda: plans.plan_clone(fresh(), "xd", "kd", VM),
     "assemble": lambda: plans.plan_assemble(world(prepared(), snapshots=_points(2)), VM,
                                             ["kd"], TARGETS),
+    "assemble-joined": lambda: plans.plan_assemble(
+        world(prepared(joined=True), snapshots=_points(2)), VM, ["kd"], TARGETS),
     "sync-start": lambda: plans.plan_sync(running(1), VM, TARGETS),
     "sync-progress": lambda: plans.plan_sync(running(2), VM, TARGETS),
     "sync-finish": lambda: plans.plan_sync(running(2, in_sync=True), VM, TARGETS),
@@ -119,6 +123,8 @@ def test_golden_dry_run(flow):
 PLANNERS = {
     "assemble": (lambda: world(prepared(), snapshots=_points(2)),
                  lambda w: plans.plan_assemble(w, VM, ["kd"], TARGETS)),
+    "assemble-joined": (lambda: world(prepared(joined=True), snapshots=_points(2)),
+                        lambda w: plans.plan_assemble(w, VM, ["kd"], TARGETS)),
     "sync-start": (lambda: running(1), lambda w: plans.plan_sync(w, VM, TARGETS)),
     "sync-finish": (lambda: running(2, True), lambda w: plans.plan_sync(w, VM, TARGETS)),
     "prepare-inplace": (lambda: fresh("kd", "kd", True),
