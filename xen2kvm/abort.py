@@ -64,7 +64,7 @@ def _refuse_running(w: World, g: rc.Group) -> list[s.Step]:
             raise PlanError(f"cannot abort {g.migration}: volume {name} is in use ({where}); "
                             f"power the VM off (a KVM VM: `xen2kvm release VM -y`) and rerun")
         if vol.attached:
-            detach.append(s.Detach(name, w.host))
+            detach.append(s.Detach(name, w.host, w.client))
     return detach
 
 

@@ -19,12 +19,12 @@ from typing import Iterable, Optional, Sequence
 from . import naming as nm
 from .backend import TemplateSpace, Volume
 from .errors import PlanError, UsageError
+from .phases import IN_PROGRESS, Phase
 from .units import GIB, KIB, MIB, SECTOR, TIB
-from .world import ASSEMBLED, PREPARED, SYNCING, UNPREPARED, Disk, World
+from .world import Disk, World
 
 MARGIN_ENV = "XEN2KVM_SPACE_MARGIN"
 DEFAULT_MARGIN = 10.0  # percent of a placement group's capacity
-IN_PROGRESS = (UNPREPARED, PREPARED, ASSEMBLED, SYNCING)
 
 
 def size_text(n: int) -> str:
@@ -72,7 +72,7 @@ def disk_need(w: World, d: Disk) -> int:
     if d.phase not in IN_PROGRESS or d.clone not in w.volumes:
         return 0
     st = d.status
-    if d.phase == SYNCING and st is not None and st.total and not st.failed_legs:
+    if d.phase == Phase.SYNCING and st is not None and st.total and not st.failed_legs:
         return max(st.total - st.done, 0) * SECTOR
     return d.n * SECTOR + w.volumes[d.clone].size_bytes
 

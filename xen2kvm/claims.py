@@ -8,8 +8,9 @@ import dataclasses
 from dataclasses import dataclass
 
 from . import naming
+from .actions import Action
 from .errors import ClaimBusy
-from .steps import CloneVolume, CreateFromSnapshot, CreateVolume, Step
+from .steps import CloneVolume, CreateFromSnapshot, CreateVolume, SetTags, Step
 
 
 @dataclass(frozen=True)
@@ -22,10 +23,13 @@ class Claim(Step):
     key: str
     take_over: tuple[str, ...] = ()  # stale claims (crashed runs) the operator said to remove
 
+    def actions(self) -> tuple[Action, ...]:
+        drop = [SetTags(n, {k: None}) for n, k in self.take_over]
+        mine = [SetTags(n, {self.key: "1"}) for n in self.names]
+        return tuple(a for st in [*drop, *mine] for a in st.actions())
+
     def render(self) -> str:
-        drop = [f"storpool volume {n} tag {k}= update" for n, k in self.take_over]
-        mine = [f"storpool volume {n} tag {self.key}=1 update" for n in self.names]
-        return "\n".join([*drop, *mine, "# read back: no other run's x2kclaim.* tag"])
+        return super().render() + "\n# read back: no other run's x2kclaim.* tag"
 
     def apply(self, ctx) -> None:
         for name, key in self.take_over:
@@ -51,8 +55,9 @@ def claim_message(volume: str, holder: str) -> str:
 class Unclaim(Step):
     key: str
 
-    def render(self) -> str:
-        return f"storpool volume <each volume tagged {self.key}> tag {self.key}= update"
+    def actions(self) -> tuple[Action, ...]:
+        """One request per volume that carries the claim when it runs (read then)."""
+        return SetTags(f"<each volume tagged {self.key}>", {self.key: None}).actions()
 
     def apply(self, ctx) -> None:
         for v in ctx.storage.list_volumes():

@@ -40,6 +40,8 @@ def common_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--known-hosts", help="known_hosts file for SSH (default: the system's)")
     p.add_argument("-v", "--verbose", action="store_true", help="log every command to stderr")
     p.add_argument("--take-over", action="store_true", help=TAKE_OVER_HELP)
+    p.add_argument("--format", choices=("text", "json"), default="text",
+                   help="json: the plan and each step as run as JSON lines (actions as data)")
 
 
 TAKE_OVER_HELP = "remove other runs' claims on the volumes (only when that run died)"
@@ -351,7 +353,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.cmd == "fleet":
             return _fleet(args)
         opts = Options(args.backend, args.state, args.host, getattr(args, "yes", False),
-                       args.inventory, args.known_hosts, args.take_over, prog="xen2kvm",
+                       args.inventory, args.known_hosts, args.take_over, args.format, "xen2kvm",
                        argv=tuple(sys.argv[1:] if argv is None else argv))
         return run_with_ctx(opts, args.verbose, lambda ctx: dispatch(ctx, args))
 

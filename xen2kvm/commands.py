@@ -11,6 +11,7 @@ from . import naming as nm
 from .context import Ctx
 from .dmstatus import SUPERBLOCK_MAGIC
 from .errors import PlanError, UsageError, VerifyMismatch
+from .phases import RESYNCING, Phase
 from .steering import SPEED_MAX, SPEED_MIN
 from .steps import Attach, Detach, SysctlSet
 from .throttle import Controller
@@ -84,7 +85,7 @@ def _sync(ctx: Ctx, vm: Optional[str], rates, repair: bool, wait: bool, interval
     def planner(w, repair: bool) -> plans.Plan:
         plan = plans.plan_sync(w, vm, targets, rates, repair, hint)
         watch.check(ctx, w, [d for ds in plans.vm_disks(w, vm).values() for d in ds
-                             if d.phase == "assembled" and plan.steps])
+                             if d.phase == Phase.ASSEMBLED and plan.steps])
         return plan
 
     try:
@@ -94,7 +95,7 @@ def _sync(ctx: Ctx, vm: Optional[str], rates, repair: bool, wait: bool, interval
                 w, plan = ctx.last
                 view.show(w, waited)
                 repair = False
-                syncing = any(d.phase in ("syncing", "assembled") and not d.problem
+                syncing = any(d.phase in RESYNCING and not d.problem
                               for ds in plans.vm_disks(w, vm).values() for d in ds)
                 if rc or not wait or not ctx.opts.yes or not (syncing or plan.steps):
                     return rc

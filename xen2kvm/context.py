@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import os
 import secrets
 import sys
@@ -39,6 +40,7 @@ class Options:
     inventory: Optional[str] = None  # with --host H listed in it, H's steps run over SSH
     known_hosts: Optional[str] = None
     take_over: bool = False  # remove other runs' claims (the operator says they crashed)
+    format: str = "text"  # json: each plan, and each step as run, as one JSON line
     # operator completeness: which command line runs (messages, the audit record)
     prog: str = "xen2kvm"
     argv: tuple[str, ...] = ()
@@ -134,17 +136,20 @@ class Ctx:
         w = self.world()
         plan = replan(w)
         self.last = (w, plan)
-        for note in plan.notes:
+        for note in plan.notes if self.opts.format == "text" else ():
             self.say(note)
         claim = self._claim(w, plan.steps, ())
         if claim:
             plan.steps = cl.born_claimed(plan.steps, claim.key)
         wrapped = [claim, *plan.steps, cl.Unclaim(claim.key)] if claim else plan.steps
-        if plan.steps and not self.opts.yes:
+        if self.opts.format == "json":  # the plan as planned; with -y each step follows
+            self.say(json.dumps({"dry_run": not self.opts.yes,
+                                 **Plan(wrapped, plan.notes, plan.failures).data()}))
+        if plan.steps and not self.opts.yes and self.opts.format == "text":
             self.say(f"# dry-run: nothing changed; add -y to run these {len(wrapped)} steps:")
             for step in wrapped:
                 self.say(step.render())
-        elif plan.steps:
+        elif plan.steps and self.opts.yes:
             plan = self._execute(replan, plan, claim)
         if self.opts.take_over and self.opts.yes:
             self._drop_own_host_claims()
@@ -196,7 +201,8 @@ class Ctx:
 
     def _apply(self, step: s.Step) -> None:
         self.audit.begin()  # a run that could not leave its audit record changes nothing
-        self.say("+ " + step.render().replace("\n", "\n  "))
+        self.say(json.dumps({"run": step.data()}) if self.opts.format == "json"
+                 else "+ " + step.render().replace("\n", "\n  "))
         try:
             step.apply(self)
         except BaseException as exc:

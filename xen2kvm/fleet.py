@@ -25,6 +25,7 @@ from . import naming as nm
 from .backend import ListCache
 from .context import Ctx, Options
 from .errors import Xen2KvmError
+from .phases import RESYNCING
 from .remote import HostSpec, parse_hosts
 from .throttle import Controller
 
@@ -117,7 +118,7 @@ def _wait(round_, interval: float, out) -> list[HostResult]:
             screen.draw([sampler.row((row["host"], row["vm"] or "-", row["disk"]),
                                      row["phase"], row["done"], row["total"],
                                      _after(row), now) for row in rows])
-            busy = any(row["phase"] in ("assembled", "syncing") and not row["problem"]
+            busy = any(row["phase"] in RESYNCING and not row["problem"]
                        for row in rows)
             if not busy or not all(r.ok for r in results):
                 return results

@@ -29,7 +29,7 @@ def detach_leftover(w: World, kvm) -> list[s.Step]:
     """Attached here before anything was done: the swapped-disk look of a run that crashed,
     or a VM using it. The detach tells them apart: StorPool refuses it while the VM has the
     volume open, before any change."""
-    return [s.Detach(kvm.name, w.host)] if w.host in kvm.attached else []
+    return [s.Detach(kvm.name, w.host, w.client)] if w.host in kvm.attached else []
 
 
 def refuse_xen_attached(w: World, d: Disk) -> None:

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from typing import Optional
 
 from . import capacity, plans
-from .world import SYNCING, World
+from .phases import Phase
+from .world import World
 
 
 @dataclass
@@ -52,7 +53,7 @@ class Sampler:
             total: Optional[int], free: Optional[int], now: float) -> Row:
         rate = eta = None
         last = self.prev.get(key)
-        if phase == SYNCING and done is not None and last and now > last[0]:
+        if phase == Phase.SYNCING and done is not None and last and now > last[0]:
             rate = max(done - last[1], 0) * 512 / (now - last[0])
             eta = (total - done) * 512 / rate if rate else None
         if done is not None:

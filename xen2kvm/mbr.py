@@ -20,6 +20,8 @@ HEADS = 255
 SECTORS_PER_TRACK = 63
 MAX_SECTORS = 2**32
 LINUX = 0x83
+BOOT_CODE = 440  # bytes 0-439; the disk signature follows (440-443)
+ENTRIES = 444  # patch() rewrites bytes 444-511 only, the same bytes whatever sector 0 held
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,14 @@ ROLE_CLONE = "clone"
 ROLE_META = "meta"
 ROLE_REPLACED = "replaced"
 OWN_ROLES = (ROLE_CLONE, ROLE_META, ROLE_REPLACED)
+# meta1 carries leg1=joined from the sync that adds leg 1 to the raid1: the next assemble loads
+# the two-leg table that resumes the copy instead of starting it again
+TAG_LEG1 = "leg1"
+LEG1_JOINED = "joined"
+# the tag budget (NAME_AND_TAGS_MAX) is checked before the first change for the longest values
+# tags get later: a VM identifier (vs=, check_vm) and a helper's label
+VM_MAX = 64
+HELPER_TAG_MAX = 32
 
 # A run's claim on a volume it changes: a tag of its own per run (`x2kclaim.<host>.<pid>.<hex>`),
 # so two claimants never overwrite each other and each sees the other on read-back.
@@ -58,7 +66,7 @@ def check_volume_name(name: str, what: str = "volume name") -> str:
 
 
 def check_vm(vm: str) -> str:
-    if not vm or len(vm) > 64 or not VM_RE.match(vm):
+    if not vm or len(vm) > VM_MAX or not VM_RE.match(vm):
         raise PlanError(
             f"VM identifier {vm!r} is not valid; use letters, digits and _ . : (no dashes)"
         )
@@ -75,6 +83,11 @@ def check_tags(volume: str, tags: Mapping[str, Optional[str]]) -> None:
             f"volume {volume} with its tags would be {total} bytes, over StorPool's "
             f"{NAME_AND_TAGS_MAX}; use shorter volume names"
         )
+
+
+def room_for_later_tags(tags: Mapping[str, str]) -> dict[str, str]:
+    """`tags` with the later ones at their longest (a clone's vs= and helper=)."""
+    return {**tags, TAG_HELPER: "x" * HELPER_TAG_MAX, TAG_VS: "x" * VM_MAX}
 
 
 def check_claimable(volume: str, tags: Mapping[str, Optional[str]]) -> None:
@@ -248,7 +261,8 @@ def check_recovery_tags(snapshot: str, tags: Mapping[str, Optional[str]]) -> Non
         raise PlanError(f"recovery point name {snapshot} is not a valid StorPool snapshot "
                         "name; use shorter volume names")
     try:
-        check_tags(snapshot, {**tags, TAG_RP_ABORTED: "1", TAG_RP_RAN: "1", TAG_RP_VM: "x" * 64})
+        check_tags(snapshot, {**tags, TAG_RP_ABORTED: "1", TAG_RP_RAN: "1",
+                              TAG_RP_VM: "x" * VM_MAX})
     except PlanError as exc:
         raise PlanError(f"recovery point {snapshot} could not record what abort needs: "
                         f"{exc}") from None

@@ -15,6 +15,7 @@ from typing import Optional, Sequence
 from . import naming as nm
 from . import steps as s
 from .backend import Snapshot, Volume
+from .phases import Phase
 from .world import World
 
 
@@ -149,15 +150,15 @@ def state(w: World, g: Group) -> str:
     return "aborted" if g.aborted else "abortable"
 
 
-def phase_without_clone(w: World, g: Group) -> tuple[str, Optional[str]]:
+def phase_without_clone(w: World, g: Group) -> tuple[Phase, Optional[str]]:
     """(phase, problem) of a migration that has no case-2 clone to read its phase from."""
     if g.aborted:
-        return "aborted", None
+        return Phase.ABORTED, None
     if g.case1:
         if finished(w, g):
-            return "replaced", None
-        return "replacing", (f"case-1 replace of {g.migration} is unfinished: rerun the same "
-                             f"case-1 command, or `xen2kvm abort --disk {g.migration}`")
+            return Phase.REPLACED, None
+        return Phase.REPLACING, (f"case-1 replace of {g.migration} is unfinished: rerun the "
+                                 f"same case-1 command, or `xen2kvm abort --disk {g.migration}`")
     if finished(w, g) and w.get(g.migration) is not None:
-        return "cleaned", None
-    return "unprepared", "prepare did not finish: rerun the same prepare command"
+        return Phase.CLEANED, None
+    return Phase.UNPREPARED, "prepare did not finish: rerun the same prepare command"

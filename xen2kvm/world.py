@@ -4,17 +4,14 @@ a local state file, so a crashed run is finished by running the same command aga
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Optional
 
 from . import naming as nm
 from .backend import Snapshot, Volume
 from .dmstatus import RaidStatus, parse_status
 from .errors import PlanError
-
-UNPREPARED, PREPARED, ASSEMBLED, SYNCING, SYNCED = (
-    "unprepared", "prepared", "assembled", "syncing", "synced")
-MIGRATED, RELEASED, CLEANED = "migrated", "released", "cleaned"
+from .phases import Phase
 
 
 @dataclass
@@ -26,7 +23,7 @@ class Disk:
     clone: str
     n: int
     kvm_orig_sectors: int
-    phase: str = UNPREPARED
+    phase: Phase = Phase.UNPREPARED
     vm: Optional[str] = None
     disk: str = ""
     status: Optional[RaidStatus] = None
@@ -36,6 +33,10 @@ class Disk:
     @property
     def inplace(self) -> bool:
         return self.xen == self.kvm
+
+    def as_vm(self, vm: str, disk: str) -> Disk:
+        """This disk as VM `vm` will see it (a copy: planning does not change what it read)."""
+        return replace(self, vm=vm, disk=disk)
 
     @property
     def metas(self) -> tuple[str, str]:
@@ -58,6 +59,7 @@ class World:
     statuses: dict[str, RaidStatus] = field(default_factory=dict)
     snapshots: dict[str, Snapshot] = field(default_factory=dict)
     paths: nm.DevicePaths = nm.DEFAULT_PATHS  # the host's: its dm tables name devices by them
+    client: Optional[int] = None  # this host's StorPool client ID (SP_OURID); the fake has none
 
     @classmethod
     def read(cls, storage, host) -> World:
@@ -69,7 +71,8 @@ class World:
             parsed = nm.parse_dm_name(name)
             if parsed and not parsed[2] and " raid " in f" {table} " and name in raw:
                 statuses[name] = parse_status(raw[name])
-        return cls(volumes, host.name, dm, statuses, snapshots, host.paths)
+        return cls(volumes, host.name, dm, statuses, snapshots, host.paths,
+                   getattr(storage, "our_id", None))
 
     # lookups --------------------------------------------------------------------------------
     def resolve(self, identifier: str) -> Volume:
@@ -133,13 +136,13 @@ class World:
                          f"(kernel: {st.health} {st.done}/{st.total} {st.action})")
         if migrating:
             if st is None:
-                d.phase = PREPARED
+                d.phase = Phase.PREPARED
             elif st.devices < 2:
-                d.phase = ASSEMBLED
+                d.phase = Phase.ASSEMBLED
             else:
-                d.phase = SYNCED if st.in_sync else SYNCING
+                d.phase = Phase.SYNCED if st.in_sync else Phase.SYNCING
         elif clone.tags.get(nm.TAG_VS):
-            d.phase = MIGRATED if d.host else RELEASED
+            d.phase = Phase.MIGRATED if d.host else Phase.RELEASED
         else:
-            d.phase = UNPREPARED
+            d.phase = Phase.UNPREPARED
             d.problem = d.problem or "prepare did not finish: rerun the same prepare command"

@@ -33,10 +33,12 @@ def shell_image(path, n: int, seed: int) -> bytes:
 
 
 def sfdisk_script(dry_out: str, volume: str, image) -> str:
-    """The dry-run's sfdisk command, pointed at an image file instead of the volume."""
-    m = re.search(r"^sfdisk .*?^EOF$", dry_out, re.M | re.S)
+    """The dry-run's sfdisk command (the comment under the partition-table write), pointed at
+    an image file instead of the volume."""
+    m = re.search(r"^# sfdisk .*?^# EOF$", dry_out, re.M | re.S)
     assert m, dry_out
-    return m.group(0).replace(f"/dev/storpool/{volume}", str(image))
+    script = "\n".join(line[2:] for line in m.group(0).splitlines())
+    return script.replace(f"/dev/storpool/{volume}", str(image))
 
 
 @pytest.mark.parametrize("n,flag", [(32, ""), (2048, "-c")])

@@ -38,8 +38,10 @@ def test_prepare_takes_recovery_points_before_any_change_and_records_the_tags():
     assert first == s.TakeRecoveryPoint("kdisk", "x2krp1-kdisk", {
         "xen2kvm": "rp", "m": "kdisk", "g": "1", "o.owner": "onapp"})
     assert second.volume == "ldisk" and second.tags["v"] == "ldisk"
-    assert first.render() == ("storpool volume kdisk snapshot x2krp1-kdisk tag xen2kvm=rp "
-                              "tag m=kdisk tag g=1 tag o.owner=onapp")
+    assert first.render() == (
+        'POST /ctrl/1.0/VolumeSnapshot/kdisk {"name": "x2krp1-kdisk", "tags": {"xen2kvm": "rp", '
+        '"m": "kdisk", "g": "1", "o.owner": "onapp"}}   # storpool volume kdisk snapshot '
+        'x2krp1-kdisk tag xen2kvm=rp tag m=kdisk tag g=1 tag o.owner=onapp')
 
 
 def test_a_rerun_keeps_the_first_recovery_point():
