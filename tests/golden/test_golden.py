@@ -31,7 +31,7 @@ XEN_SECTORS = GIB // 512
 def world(volumes, dm=None, statuses=None, snapshots=()) -> World:
     return World({v.name: v for v in volumes}, HOST, dict(dm or {}),
                  {k: parse_status(v) for k, v in (statuses or {}).items()},
-                 {x.name: x for x in snapshots}, CLIENT)
+                 {x.name: x for x in snapshots}, client=CLIENT)
 
 
 def fresh(xen="xd", kvm="kd", inplace=False) -> World:

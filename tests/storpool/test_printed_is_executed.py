@@ -16,9 +16,9 @@ from xen2kvm import actions as a
 from xen2kvm import claims, mbr, steering
 from xen2kvm import steps as s
 from xen2kvm.backends.storpool import StorPoolBackends
-from xen2kvm.backends.storpool.emulator import READS
 from xen2kvm.dmstatus import SUPERBLOCK_MAGIC
 from xen2kvm.process import CommandResult, Runner
+from xen2kvm.testing.emulator.rules import READS
 
 from .conftest import HOST, OUR_ID
 

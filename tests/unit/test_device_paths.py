@@ -12,8 +12,9 @@ from xen2kvm.backends.storpool.host import LocalHost
 from xen2kvm.backends.storpool.remote_host import RemoteHost
 from xen2kvm.dmstatus import parse_status
 from xen2kvm.naming import DevicePaths
+from xen2kvm.phases import Phase
 from xen2kvm.process import Runner
-from xen2kvm.world import ASSEMBLED, World
+from xen2kvm.world import World
 
 M = 1 << 20
 ROOT = "/srv/x2k-dev"
@@ -46,7 +47,7 @@ def test_the_phase_is_read_from_tables_that_name_the_roots_paths():
     w.statuses["xen2kvm-vm1-kdisk"] = parse_status(
         "0 32800 raid raid1 1 A 32800/32800 idle 0 0 -")
     (d,) = w.disks()
-    assert (d.vm, d.disk, d.phase) == ("vm1", "kdisk", ASSEMBLED)
+    assert (d.vm, d.disk, d.phase) == ("vm1", "kdisk", Phase.ASSEMBLED)
     assert w.dm_using("xen-ldisk") == ["xen2kvm-vm1-kdisk-lin"]
     plan = plans.plan_sync(w, "vm1", TARGETS)
     assert f"{ROOT}/storpool/kdisk" in _words(plan)

@@ -31,12 +31,6 @@ PENDING_OTHER_BRANCHES = {
     "imports a concrete backend: xen2kvm/sim.py",
     "function over 40 lines: xen2kvm/sim.py:add_parser",
     "function over 40 lines: xen2kvm/sim.py:dispatch",
-    # printed: steps.py and plans.py split
-    "module over 400 lines: xen2kvm/plans.py",
-    "module over 400 lines: xen2kvm/steps.py",
-    "function over 40 lines: xen2kvm/plans.py:plan_clone",
-    "function over 40 lines: xen2kvm/plans.py:plan_prepare",
-    "function over 40 lines: xen2kvm/plans.py:plan_sync",
 }
 
 
