@@ -143,7 +143,7 @@ class Host:
         self.note_dir = Path(note_dir)
         # where the helper's output goes, line by line (Ctx: the run's output and audit log)
         self.helper_sink: Callable[[str], None] = helper.show
-        self._dm_env = ("env", "DM_DISABLE_UDEV=1", f"DM_DEV_DIR={paths.root}")
+        self.dm_env = ("env", "DM_DISABLE_UDEV=1", f"DM_DEV_DIR={paths.root}")
 
     # block devices -------------------------------------------------------------------------
     def device_path(self, volume: str) -> str:
@@ -174,7 +174,7 @@ class Host:
 
     # device-mapper ---------------------------------------------------------------------------
     def _dmsetup(self, *args: str, input: Optional[str] = None, check: bool = True):
-        result = self.runner.run([*self._dm_env, "dmsetup", *args], input=input, check=False,
+        result = self.runner.run([*self.dm_env, "dmsetup", *args], input=input, check=False,
                                  timeout=120)
         if check and result.rc != 0:
             raise DeviceError("dmsetup", f"dmsetup {' '.join(args[:2])} on {self.name}: "
@@ -184,7 +184,7 @@ class Host:
     def _dm_read(self) -> tuple[CommandResult, Optional[CommandResult], dict[str, str]]:
         """`dmsetup table`, then (only when there are devices) `dmsetup status` and the
         device numbers, in one round trip."""
-        res = shell(self.runner, SNAPSHOT, self.paths.volumes, *DM_INFO, env=self._dm_env)
+        res = shell(self.runner, SNAPSHOT, self.paths.volumes, *DM_INFO, env=self.dm_env)
         parts = SECTION.split(res.stdout)
         # the script itself always ends 0, and stops after the table only without devices
         early = len(parts) == 3 and parts[1] == "0" and parts[0].strip() != "No devices found"
@@ -237,7 +237,7 @@ class Host:
         self._dmsetup("remove", name)
 
     def dm_io(self, names: Sequence[str]) -> dict[str, IoCounters]:
-        res = shell(self.runner, DM_IO, STATS_PROGRAM, STATS_CREATE, *names, env=self._dm_env)
+        res = shell(self.runner, DM_IO, STATS_PROGRAM, STATS_CREATE, *names, env=self.dm_env)
         lines = res.stdout.splitlines()
         if res.rc != 0 or len(lines) != len(names):
             raise DeviceError("ENOENT", f"I/O counters of {', '.join(names)} on {self.name}: "
@@ -246,7 +246,7 @@ class Host:
 
     def dm_io_stop(self, names: Sequence[str]) -> None:
         """Remove this tool's statistics regions (devices already gone have none)."""
-        shell(self.runner, DM_IO_STOP, STATS_PROGRAM, *names, env=self._dm_env)
+        shell(self.runner, DM_IO_STOP, STATS_PROGRAM, *names, env=self.dm_env)
 
     # sysctl, notes, helper, time ---------------------------------------------------------------
     def sysctl_get(self, key: str) -> int:

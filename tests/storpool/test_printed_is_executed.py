@@ -34,9 +34,16 @@ class RecordingRunner(Runner):
     def __init__(self):
         super().__init__()
         self.ran: list[tuple[tuple[str, ...], str | None]] = []
+        # the host runs dmsetup under its own environment (no udev, its device root): that
+        # prefix is the host's, not the step's, and must be exactly this where dmsetup runs
+        self.env_prefix: tuple[str, ...] = ()
 
     def run(self, argv, input=None, check=True, timeout=None, **kw):
-        self.ran.append((tuple(argv), input))
+        argv = tuple(argv)
+        if "dmsetup" in argv:
+            assert argv[:len(self.env_prefix)] == self.env_prefix, argv
+            argv = argv[len(self.env_prefix):]
+        self.ran.append((argv, input))
         out = IN_SYNC + "\n" if list(argv[:2]) == ["dmsetup", "status"] else ""
         return CommandResult(list(argv), 0, out, "", 0.0)
 
@@ -48,7 +55,8 @@ class Observed:
         self.emu, self.dev = emu, str(tmp / "dev")
         self.runner = RecordingRunner()
         self.b = StorPoolBackends(HOST, self.runner)
-        self.b.host.proc_sys = tmp / "sys"
+        self.runner.env_prefix = self.b.host.dm_env
+        self.b.host.files.proc_sys = tmp / "sys"
         self.api: list[tuple[str, object]] = []
         self.writes: list[tuple[str, int, bytes]] = []
         self.reads: list[tuple[str, int, int]] = []
@@ -118,7 +126,7 @@ class Observed:
             if isinstance(x, a.Read):
                 assert (x.path, x.offset, x.length) in self.reads
             if isinstance(x, a.Write) and x.path.startswith("/proc/sys/"):
-                assert (self.b.host.proc_sys / x.path[len("/proc/sys/"):]).read_bytes() == \
+                assert (self.b.host.files.proc_sys / x.path[len("/proc/sys/"):]).read_bytes() == \
                     x.payload
 
 
