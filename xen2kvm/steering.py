@@ -25,7 +25,7 @@ from . import naming as nm
 from .dmtables import parse_raid
 from .plans import Plan
 from .steps import Step, SysctlSet
-from .throttle import Controller, IoCounters, mean_write_ms
+from .throttle import Controller, IoCounters, tail_ms, total
 
 SPEED_MIN, SPEED_MAX = "dev.raid.speed_limit_min", "dev.raid.speed_limit_max"
 NOTE = "speed-limits.json"
@@ -146,13 +146,15 @@ class Steering(HeldLimits):
             super().__exit__(*exc)
 
     def sample(self, devices: Sequence[str]) -> Optional[float]:
-        """Mean write latency over all the devices since the last call (None: no writes)."""
+        """The writer-visible tail (p99 of the I/O latency over all the devices since the last
+        call, from their dm statistics histograms; the mean write latency where a device has
+        none, as in the fake). None: no writes."""
         self.watched.update(devices)
         now = self.host.dm_io(devices) if devices else {}
-        before = sum((self.last[n] for n in now if n in self.last), IoCounters())
-        after = sum((c for n, c in now.items() if n in self.last), IoCounters())
+        before = total(self.last[n] for n in now if n in self.last)
+        after = total(c for n, c in now.items() if n in self.last)
         self.last = now
-        return mean_write_ms(before, after)
+        return tail_ms(before, after)
 
     def hold(self, devices: Sequence[str]) -> None:
         """Start counting, with the resync at the controller's first rate (the floor: it

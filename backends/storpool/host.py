@@ -17,14 +17,14 @@ from typing import Callable, Optional, Sequence
 from xen2kvm.dmstatus import parse_targets
 from xen2kvm.errors import DeviceError
 from xen2kvm.process import CommandResult, Runner
-from xen2kvm.throttle import IoCounters, parse_dm_stats
+from xen2kvm.throttle import STATS_ARGS, IoCounters, parse_dm_stats
 
 DEVNUM = re.compile(r"^\d+:\d+$")
 NO_DM = "Failure to communicate with kernel device-mapper driver"
 DM_INFO = ("info", "-c", "--noheadings", "-o", "name,major,minor", "--separator", " ")
 STEP = 1 << 20
 STATS_PROGRAM = "xen2kvm"  # the dm statistics regions of the adaptive throttle
-STATS_CREATE = f"@stats_create - /1 1 precise_timestamps {STATS_PROGRAM}"
+STATS_CREATE = f"@stats_create - /1 {STATS_ARGS} {STATS_PROGRAM}"
 
 
 def _has_devices(table: CommandResult) -> bool:
