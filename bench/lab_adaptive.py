@@ -34,7 +34,7 @@ from xen2kvm.backends.storpool.host import LocalHost
 from xen2kvm.dmstatus import parse_status
 from xen2kvm.process import Runner
 from xen2kvm.steering import Steering
-from xen2kvm.throttle import Controller
+from xen2kvm.throttle import STATS_ARGS, Controller, IoCounters, parse_dm_stats, tail_ms
 
 MIB = 1 << 20
 DIR = "/run/bench"
@@ -45,6 +45,7 @@ HELD = {f"held {r}": ("held", r, r) for r in (1000, 20000, 200000)}  # p99 at a 
 FACTOR = [Controller().factor]  # the target: this x the guest's latency at the floor
 RECORD = struct.Struct("ddd")  # (monotonic completion time, latency s, start lag s) per write
 HOSTLOAD = "/run/out/hostload"  # the host's load average, written there by the outer process
+JOINED = [IoCounters()]  # the bench's dm statistics when the run's copy began
 HOLD_S = 3.0  # how long a "held" run keeps the copy at its rate
 
 
@@ -137,6 +138,7 @@ class Run:
     writes: int
     seconds: Optional[float]  # the resync's; None when the copy did not (have to) finish
     lag: float  # p99 of the writer's start lag (ms)
+    seen: Optional[float]  # the p99 the throttle sees: the dm statistics histogram's (ms)
     load: str  # the host's load average when the run began
     target: Optional[float] = None  # the adaptive run's latency target (ms)
 
@@ -157,6 +159,7 @@ def one(dev: dict, total: int, iops: float, limits, interval: float) -> Run:
         sh("dd", "if=/dev/zero", f"of={dev[m]}", "bs=1M", "count=4", "oflag=direct")
     set_limits(*sweep.KERNEL_DEFAULTS)
     sh("dmsetup", "create", "b", input=dmtables.raid1_one_leg(total, dev["m0"], dev["src"]))
+    sh("dmsetup", "message", "b", "0", f"@stats_create - /1 {STATS_ARGS} bench")
     w = Writer("/dev/mapper/b", iops)
     try:
         two = dmtables.raid1_two_legs(total, dev["m0"], dev["src"], dev["m1"], dev["dst"],
@@ -165,13 +168,15 @@ def one(dev: dict, total: int, iops: float, limits, interval: float) -> Run:
             t0, t1, target = _adaptive(two, interval)
         elif limits == "idle":
             t0, target = time.monotonic(), None
+            JOINED[0] = dm_seen()
             time.sleep(HOLD_S)
             t1 = time.monotonic()
         else:
             t0, t1, target = _static(two, limits)
         done = None if limits == "idle" or limits[0] == "held" else t1 - t0
+        seen = tail_ms(JOINED[0], dm_seen())
         w.stop()
-        return Run(*w.window(t0, t1), done, w.lag(t0, t1), load, target)
+        return Run(*w.window(t0, t1), done, w.lag(t0, t1), seen, load, target)
     finally:
         if w.proc.poll() is None:
             w.proc.kill()
@@ -188,11 +193,17 @@ def _static(two: str, limits) -> tuple[float, float, None]:
     return t0, time.monotonic(), None
 
 
+def dm_seen() -> IoCounters:
+    """The bench's own dm statistics region on the array (the throttle removes its own)."""
+    return parse_dm_stats(sh("dmsetup", "message", "b", "0", "@stats_print 0").splitlines()[0])
+
+
 def _join(two: str) -> float:
     sh("dmsetup", "reload", "b", input=two)
     t0 = time.monotonic()
     sh("dmsetup", "suspend", "b")
     sh("dmsetup", "resume", "b")
+    JOINED[0] = dm_seen()
     return t0
 
 
@@ -201,8 +212,9 @@ def _adaptive(two: str, interval: float) -> tuple[float, float, Optional[float]]
     ctx = SimpleNamespace(host=LocalHost("lab", Runner()), say=said.append,
                           ensure_lock=lambda: None)
     with Steering(ctx, Controller(factor=FACTOR[0])) as steer:
-        steer.hold(["b"])  # as sync --adaptive: leg 1 joins with the copy held at the floor
+        steer.hold(["b"], interval)  # as sync --adaptive: the guest's own latency first
         t0 = _join(two)
+        steer.run(["b"], 0)  # the first interval starts as leg 1 joins
         next_step = t0 + interval
         while not in_sync():
             if time.monotonic() >= next_step:
@@ -252,13 +264,14 @@ def _med(runs: list, field: str) -> Optional[float]:
 
 
 def report(results: dict, best: str) -> None:
-    print(f"\n{'run':<22} {'p50 ms':>7} {'p99 ms':>7} {'p99 range':>13} {'lag p99':>8} "
-          f"{'resync s':>9}  (medians of {len(results['idle'])})")
+    print(f"\n{'run':<22} {'p50 ms':>7} {'p99 ms':>7} {'p99 range':>13} {'dm p99':>7} "
+          f"{'lag p99':>8} {'resync s':>9}  (medians of {len(results['idle'])})")
     for name, runs in results.items():
         secs = _med(runs, "seconds")
         p99s = [r.p99 for r in runs]
         print(f"{name:<22} {_med(runs, 'p50'):7.3f} {_med(runs, 'p99'):7.3f} "
-              f"{min(p99s):6.2f}-{max(p99s):6.2f} {_med(runs, 'lag'):8.3f} "
+              f"{min(p99s):6.2f}-{max(p99s):6.2f} {_med(runs, 'seen'):7.3f} "
+              f"{_med(runs, 'lag'):8.3f} "
               f"{'-' if secs is None else f'{secs:9.2f}'}")
     if not {"idle", "adaptive", UNTHROTTLED} <= set(results):
         return
@@ -289,8 +302,8 @@ def in_lab(args) -> int:
         for name in names[i % len(names):] + names[:i % len(names)]:
             r = one(dev, total, args.iops, kinds[name], args.interval)
             results[name].append(r)
-            print(f"run {i + 1} {name:<22} p50 {r.p50:.3f} p99 {r.p99:.3f} ms, {r.writes} "
-                  f"writes, lag p99 {r.lag:.3f} ms"
+            print(f"run {i + 1} {name:<22} p50 {r.p50:.3f} p99 {r.p99:.3f} ms (dm p99 "
+                  f"{r.seen:.3f}), {r.writes} writes, lag p99 {r.lag:.3f} ms"
                   + (f", resync {r.seconds:.2f} s" if r.seconds else "")
                   + f", host load {r.load}", flush=True)
     report(results, best)

@@ -1,15 +1,20 @@
 """The adaptive resync throttle's controller: pure, driven by one latency sample per interval.
 
-Input: the guest's mean write latency over the last interval (from the dm devices' I/O
-counters), or None when the guest completed no write (nothing to protect then). Output: the
-resync rate (KiB/s per disk) for the next interval.
+Input: the guest's writer-visible tail over the last interval (p99 of the I/O latency from the
+dm devices' statistics histograms; the mean write latency where there is none), or None when
+the guest completed no write (nothing to protect then). Output: the resync rate (KiB/s per
+disk) for the next interval.
 
-It first holds the resync at the floor for a few intervals to learn the guest's own latency
-(leg 1 joined, the copy all but paused: writes to two legs cost more than to one, whatever the
-copy does), and aims at `factor` times that unless the operator gave a target. Then it
-steers: multiplicative decrease in proportion to the overshoot (a burst of
-guest load is felt within one interval), multiplicative increase while well under the target
-(reaching the ceiling from the floor in a few intervals: finishing fast is the other goal).
+It first learns the guest's own latency for a few intervals with the copy held at the floor
+(before leg 1 joins, or with the copy all but paused), and aims at `factor` times that unless
+the operator gave a target. Then it probes: a few intervals at full speed. If the copy at full
+speed keeps the guest within the target, or costs it no more than the floor did (slowing
+would buy nothing: on one CPU any copy costs a scheduler tick), the copy runs free. Only when
+slowing demonstrably helps does it steer: multiplicative decrease in proportion to the
+overshoot (a burst of guest load is felt within one interval), multiplicative increase while
+well under the target (finishing fast is the other goal). A free copy under which the guest's
+latency rises well past what the probe saw learns again; a steered copy held at the floor
+that no longer beats full speed goes free.
 """
 
 from __future__ import annotations
@@ -163,6 +168,8 @@ class Controller:
             if self.idle_ms is None:
                 self.idle_ms = seen
             self.phase, self.rate = "probe", self.ceiling
+            if seen is not None and self.target is not None and seen >= self.target:
+                self.phase, self.rate = "steer", self.floor  # missed even with no copy
         else:
             self.full_ms = seen
             self._decide()
@@ -174,9 +181,7 @@ class Controller:
                 or full < self.helps * low:
             self.phase, self.rate = "free", self.ceiling
             return
-        self.phase = "steer"
-        over = low >= target  # even with the copy all but paused
-        self.rate = self.floor if over else self._clamp(self.start or self.ceiling // 64)
+        self.phase, self.rate = "steer", self._clamp(self.start or self.ceiling // 64)
 
     def _free(self, latency_ms: float) -> None:
         """Full speed until the guest's latency is well over what the probe saw (its load
