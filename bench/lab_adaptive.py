@@ -3,12 +3,18 @@
 A guest writer (4 KiB O_DIRECT random writes at a fixed rate, its own latency per write, a
 separate process) writes through a raid1 device while leg 1 (a loop device on tmpfs) is
 rebuilt from leg 0. Runs: idle (no resync), every static setting `tune --sweep` tries (the
-kernel defaults and min = max = 200 MB/s, 1 GB/s, 4 GB/s = "unthrottled"), and adaptive (the
-tool's Steering + Controller, the code path of `sync --wait --adaptive`). The writer's p50/p99
-count the writes completed while the copy ran. `tune --sweep` runs first, on its own scratch.
+kernel defaults and min = max = 200 MB/s, 1 GB/s, 4 GB/s = "unthrottled"), the copy held at a
+few rates for HOLD_S seconds ("held N": what slowing buys the writer, without waiting for a
+copy at 1 MB/s to end), and adaptive (the tool's Steering + Controller, the code path of
+`sync --wait --adaptive`). The writer's p50/p99 count the writes completed while the copy ran;
+"dm p99" is the same window's p99 from the array's dm statistics histogram (what the throttle
+steers on); "lag p99" is how late the writer started its writes (it was not scheduled: the copy
+or the host took the lab's one CPU). The runs of each repetition are interleaved, in an order
+rotated per repetition, and each prints the host's load average (the lab's own is its kernel's).
+`tune --sweep` runs first, on its own scratch.
 
-From the host (root): .venv/bin/python bench/lab_adaptive.py [--runs 3] [--size-mib 1024]
-(it boots the lab itself and prints the host's load average before and after). Not a test.
+From the host (root): .venv/bin/python bench/lab_adaptive.py [--runs 5] [--size-mib 1024]
+(it boots the lab itself). Not a test.
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ HELD = {f"held {r}": ("held", r, r) for r in (1000, 20000, 200000)}  # p99 at a 
 FACTOR = [Controller().factor]  # the target: this x the guest's latency at the floor
 RECORD = struct.Struct("ddd")  # (monotonic completion time, latency s, start lag s) per write
 HOSTLOAD = "/run/out/hostload"  # the host's load average, written there by the outer process
+LEARNT: list[float] = []  # seconds each adaptive run learnt the guest's latency before the copy
 JOINED = [IoCounters()]  # the bench's dm statistics when the run's copy began
 HOLD_S = 3.0  # how long a "held" run keeps the copy at its rate
 
@@ -212,8 +219,10 @@ def _adaptive(two: str, interval: float) -> tuple[float, float, Optional[float]]
     ctx = SimpleNamespace(host=LocalHost("lab", Runner()), say=said.append,
                           ensure_lock=lambda: None)
     with Steering(ctx, Controller(factor=FACTOR[0])) as steer:
+        learn = time.monotonic()
         steer.hold(["b"], interval)  # as sync --adaptive: the guest's own latency first
         t0 = _join(two)
+        LEARNT.append(t0 - learn)
         steer.run(["b"], 0)  # the first interval starts as leg 1 joins
         next_step = t0 + interval
         while not in_sync():
@@ -280,6 +289,9 @@ def report(results: dict, best: str) -> None:
     print(f"\nadaptive: p99 {adap / idle:.2f}x idle p99 (goal <= 2); resync {a_s / u_s:.2f}x "
           f"unthrottled (goal <= 1.5); targets (ms) "
           + ", ".join(f"{r.target:.3f}" for r in results["adaptive"] if r.target))
+    learnt = statistics.median(LEARNT)
+    print(f"adaptive with its {learnt:.2f} s of learning before the copy: resync "
+          f"{(a_s + learnt) / u_s:.2f}x unthrottled")
     print(f"unthrottled: p99 {unthr / idle:.2f}x idle p99")
     statics = [k for k in STATIC if k in results]
     if best and best in results and statics:

@@ -123,9 +123,9 @@ class Controller:
     start: Optional[int] = None  # first steered rate (default: 1/64 of the ceiling)
     rate: int = 0
     phase: str = "baseline"
-    idle_ms: Optional[float] = None  # the guest's latency at the floor when the run began
-    floor_ms: Optional[float] = None  # ... at the floor, and at full speed, at the last probe
-    full_ms: Optional[float] = None
+    idle_ms: Optional[float] = None  # the guest's own latency, learnt first (no copy yet)
+    floor_ms: Optional[float] = None  # its latency at the floor, and at full speed, when the
+    full_ms: Optional[float] = None  # throttle last learnt them
     _samples: list[float] = field(default_factory=list)
     _seen: int = 0
     _over: int = 0  # consecutive intervals over the bar of the current phase
