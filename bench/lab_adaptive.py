@@ -311,6 +311,8 @@ def in_lab(args) -> int:
     results: dict = {k: [] for k in kinds}
     names = list(kinds)
     for i in range(args.runs):  # interleaved, the order rotated: each kind sees the same load
+        if args.max_load:
+            quiet(args.max_load)
         for name in names[i % len(names):] + names[:i % len(names)]:
             r = one(dev, total, args.iops, kinds[name], args.interval)
             results[name].append(r)
@@ -320,6 +322,19 @@ def in_lab(args) -> int:
                   + f", host load {r.load}", flush=True)
     report(results, best)
     return 0
+
+
+def quiet(most: float, patience: float = 300.0) -> None:
+    """Wait (a while) for the shared host's 1-minute load to fall under `most`."""
+    start = time.monotonic()
+    while time.monotonic() - start < patience:
+        try:
+            if float(host_load().split()[0]) < most:
+                return
+        except ValueError:
+            return  # no host load to read: nothing to wait for
+        time.sleep(5)
+    print(f"  the host's load stayed over {most} for {patience:.0f} s: measuring anyway")
 
 
 def watch_load(out: str, stop: threading.Event) -> None:
@@ -341,6 +356,9 @@ def main() -> int:
                    help="latency target as a multiple of the guest's own (sync's default)")
     p.add_argument("--only", help="comma-separated runs (names as printed), e.g. idle,adaptive")
     p.add_argument("--no-sweep", action="store_true", help="skip tune --sweep")
+    p.add_argument("--max-load", type=float,
+                   help="before each repetition, wait up to 5 min for the host's load to fall "
+                        "under this")
     p.add_argument("--writer", nargs=3, metavar=("DEV", "IOPS", "OUT"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.writer:
