@@ -1,14 +1,14 @@
 Feature: Adaptive resync throttle: the copy runs as fast as the guest's write latency allows
 
   # @fakeonly: the guest's load schedule and its latency are the fake's model (deterministic on
-  # the virtual clock), and the 16 GiB disks (long enough a copy to steer) are sparse only in
+  # the virtual clock), and the 32 GiB disks (long enough a copy to steer) are sparse only in
   # the fake (the lab's volumes live on a 384 MiB tmpfs). In the lab,
   # tests/lab/test_throttle_lab.py runs the adaptive sync under a real writer and checks the
   # host is left as the operator had it (finished, SIGINT, SIGTERM, kill -9 and a rerun).
 
   Background:
-    Given a XEN VM "big1" with a large disk "bdisk" of 16G
-    And a KVM VM "kvmbig" with a large disk "kbig" of 16G
+    Given a XEN VM "big1" with a large disk "bdisk" of 32G
+    And a KVM VM "kvmbig" with a large disk "kbig" of 32G
     And disk "bdisk" is prepared for "kbig" and VM "kvmbig" runs
     And the operator set the resync limits to 5000 and 300000 KiB/s
 
@@ -20,7 +20,7 @@ Feature: Adaptive resync throttle: the copy runs as fast as the guest's write la
     When I run "xen2kvm sync kvmbig --wait --adaptive -y"
     Then the command succeeds
     And disk "kbig" is in phase "migrated"
-    And the guest's write latency stayed within 1.6 times its idle latency, but in the interval its load rose
+    And the guest's write latency stayed within 1.6 times its idle latency, but in the interval its load rose and the 2 intervals the throttle probed full speed
     And the resync ran under 60 % of its rate before the burst from 42 s to 80 s
     And the resync ran at 4000000 KiB/s from 84 s on
     And the host's "dev.raid.speed_limit_min" is 5000

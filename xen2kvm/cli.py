@@ -69,8 +69,8 @@ def _adaptive(p: argparse.ArgumentParser) -> None:
     p.add_argument("--adaptive", action="store_true",
                    help="steer the resync rate from the guests' write latency (with --wait -y)")
     p.add_argument("--latency-target", type=float, metavar="MS",
-                   help="mean write latency to keep (default: 1.5 x the guest's own, "
-                        "measured with the copy held at 1000 KiB/s)")
+                   help="p99 I/O latency to keep (default: 1.5 x the guest's own, "
+                        "measured before the copy starts)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -79,8 +79,8 @@ def _sync(ctx: Ctx, vm: Optional[str], rates, repair: bool, wait: bool, interval
     watch = capacity.Watch()  # operator completeness: space, live view, Ctrl-C
     hint = "xen2kvmDisk -y -m {vm} -r" if ctx.opts.prog == "xen2kvmDisk" else plans.REPAIR_HINT
     targets = ctx.host.dm_targets()
-    if steer:  # the copy joins held at the floor: the guest's own latency, two legs written
-        steer.hold([n for _, _, n in ctx.world().vm_devices(vm)])
+    if steer:  # the guest's own latency first, the copy held at the floor
+        steer.hold([n for _, _, n in ctx.world().vm_devices(vm)], interval)
 
     def planner(w, repair: bool) -> plans.Plan:
         plan = plans.plan_sync(w, vm, targets, rates, repair, hint)

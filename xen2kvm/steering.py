@@ -25,7 +25,7 @@ from . import naming as nm
 from .dmtables import parse_raid
 from .plans import Plan
 from .steps import Step, SysctlSet
-from .throttle import Controller, IoCounters, mean_write_ms
+from .throttle import Controller, IoCounters, tail_ms, total
 
 SPEED_MIN, SPEED_MAX = "dev.raid.speed_limit_min", "dev.raid.speed_limit_max"
 NOTE = "speed-limits.json"
@@ -138,6 +138,7 @@ class Steering(HeldLimits):
         self.ctl, self.stop = controller, stop
         self.last: dict[str, IoCounters] = {}
         self.watched: set[str] = set()
+        self.slept = False  # an interval has passed since the last sample
 
     def __exit__(self, *exc) -> None:
         try:
@@ -146,25 +147,42 @@ class Steering(HeldLimits):
             super().__exit__(*exc)
 
     def sample(self, devices: Sequence[str]) -> Optional[float]:
-        """Mean write latency over all the devices since the last call (None: no writes)."""
+        """The writer-visible tail (p99 of the I/O latency over all the devices since the last
+        call, from their dm statistics histograms; the mean write latency where a device has
+        none, as in the fake). None: no writes."""
         self.watched.update(devices)
         now = self.host.dm_io(devices) if devices else {}
-        before = sum((self.last[n] for n in now if n in self.last), IoCounters())
-        after = sum((c for n, c in now.items() if n in self.last), IoCounters())
+        before = total(self.last[n] for n in now if n in self.last)
+        after = total(c for n, c in now.items() if n in self.last)
         self.last = now
-        return mean_write_ms(before, after)
+        return tail_ms(before, after)
 
-    def hold(self, devices: Sequence[str]) -> None:
-        """Start counting, with the resync at the controller's first rate (the floor: it
-        learns the guest's latency with leg 1 joined and the copy all but paused, since a
-        write to two legs costs more than to one whatever the copy does)."""
+    def hold(self, devices: Sequence[str], seconds: float) -> None:
+        """Learn the guest's own latency before the copy starts (or, when leg 1 is already in,
+        with the copy held at the floor): the learning costs the copy no time, and the copy
+        joins at the controller's next rate (its probe)."""
         self.sample(devices)
         self.set_rate(self.ctl.rate)
+        while self.ctl.phase == "baseline":
+            self._wait(seconds)
+            self._tick(devices)
+        self.slept = False  # the next interval starts when leg 1 joins, not now
 
     def run(self, devices: Sequence[str], seconds: float) -> None:
         """One control interval: sample, steer, let the interval pass."""
+        if self.slept:
+            self._tick(devices)
+        else:
+            self.sample(devices)
+        self._wait(seconds)
+
+    def _wait(self, seconds: float) -> None:
         if self.stop is not None and self.stop.is_set():
             raise KeyboardInterrupt("stopped")
+        self.host.sleep(seconds)
+        self.slept = True
+
+    def _tick(self, devices: Sequence[str]) -> None:
         latency = self.sample(devices)
         old = self.ctl.rate
         rate = self.ctl.step(latency)
@@ -172,9 +190,8 @@ class Steering(HeldLimits):
             self.set_rate(rate)
             shown = "-" if latency is None else f"{latency:.3f}"
             target = self.ctl.target
-            self.ctx.say(f"throttle: write latency {shown} ms (target "
+            self.ctx.say(f"throttle: {self.ctl.phase}: latency p99 {shown} ms (target "
                          f"{'-' if target is None else f'{target:.3f}'} ms): resync {rate} KiB/s")
-        self.host.sleep(seconds)
 
 
 def _interrupt(signum, frame):

@@ -25,7 +25,7 @@ from xen2kvm.dmstatus import parse_targets
 from xen2kvm.errors import DeviceError
 from xen2kvm.naming import DEFAULT_PATHS, DevicePaths
 from xen2kvm.process import CommandResult, Runner
-from xen2kvm.throttle import IoCounters, parse_dm_stats
+from xen2kvm.throttle import STATS_ARGS, IoCounters, parse_dm_stats
 
 from .hostio import LocalBlockIo, LocalFiles
 
@@ -33,7 +33,7 @@ DEVNUM = re.compile(r"^\d+:\d+$")
 NO_DM = "Failure to communicate with kernel device-mapper driver"
 DM_INFO = ("info", "-c", "--noheadings", "-o", "name,major,minor", "--separator", " ")
 STATS_PROGRAM = "xen2kvm"  # the dm statistics regions of the adaptive throttle
-STATS_CREATE = f"@stats_create - /1 1 precise_timestamps {STATS_PROGRAM}"
+STATS_CREATE = f"@stats_create - /1 {STATS_ARGS} {STATS_PROGRAM}"
 WAIT_STEP = 0.1  # seconds between looks for a device node that an attach makes appear
 SEP = "\036x2k"  # a record separator: no dm table or status line starts with it
 SECTION = re.compile("^" + SEP + r" (\d+)\n", re.M)

@@ -13,6 +13,7 @@ from pytest_bdd import given, parsers, then, when
 
 from xen2kvm import mbr
 from xen2kvm.dmstatus import parse_status
+from xen2kvm.throttle import UNTHROTTLED_KIB
 from xen2kvm.units import SECTOR, parse_size
 
 
@@ -631,12 +632,16 @@ def killed_adaptive(rig, kib):
 
 
 @then(parsers.parse("the guest's write latency stayed within {factor:f} times its idle latency, "
-                    "but in the interval its load rose"))
-def latency_within(rig, factor):
+                    "but in the interval its load rose and the {probe:d} intervals the throttle "
+                    "probed full speed"))
+def latency_within(rig, factor, probe):
     hist = _history(rig)
     idle = min(lat for _, _, lat in hist if lat is not None)
     rose = {t for (t, _, lat), (_, _, prev) in zip(hist[1:], hist) if (lat or 0) > (prev or 0)
             and t > 0 and any(abs(t - s) < 1e-9 for s in _load_changes(rig))}
+    probed = {t for t, kib, lat in hist if kib == UNTHROTTLED_KIB and lat is not None}
+    assert len(probed) == probe, sorted(probed)
+    rose |= probed
     assert hist and all(lat is None or lat <= factor * idle for t, _, lat in hist
                         if t not in rose), [h for h in hist if h[2] and h[2] > factor * idle]
 

@@ -179,7 +179,7 @@ def test_fleet_sync_adaptive_steers_over_ssh_and_leaves_the_host_as_it_was(lab_r
             rig.host.sysctl_set(key, value)
         with Writer("/dev/mapper/" + RAID):
             r = rig.ok(f"xen2kvm fleet sync {ssh} --adaptive --latency-target 1000 -y")
-        assert "1 of 1 hosts ok" in r.out and "throttle: write latency" in r.out, r.out
+        assert "1 of 1 hosts ok" in r.out and "throttle: " in r.out, r.out
         assert parse_raid(rig.dm_tables()[RAID]).legs[1][1] == "/dev/storpool/kd"
         assert {k: rig.sysctl(k) for k in OPERATOR} == OPERATOR
         assert not (rig.tmp / "lock" / "hostA" / "speed-limits.json").exists()
