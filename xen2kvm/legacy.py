@@ -77,7 +77,7 @@ def _action(args):
         raise UsageError("give -x XEN -k KVM, -m [VM] or -z [-m VM]; see xen2kvmDisk --help")
     if args.b:
         if args.c or args.p or args.boot_loader:
-            raise UsageError("-b (case-1) takes no -c, -p or --boot-loader")
+            raise UsageError("-b (case-1) takes no -c or -p, nor --boot-loader")
         return lambda ctx: commands.clone(ctx, args.x, args.k)
     helper = shlex.split(args.p) if args.p else ()
     loader = (guest_helper(),) if args.boot_loader else ()
