@@ -157,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     _yes(c)
     c = sub.add_parser("demo", help="rehearse both cases on an embedded fake cluster")
     c.add_argument("--keep", metavar="DIR", help="leave the cluster state in DIR")
-    from . import sim
+    from xen2kvm.backends.fake import sim
 
     sim.add_parser(sub)
     return p
@@ -229,7 +229,7 @@ def dispatch(ctx: Ctx, args) -> int:
         return sweep.sweep(ctx, args.scratch, parse_size(args.size))
     if cmd == "tune":
         return commands.tune(ctx, args.min_kib, args.max_kib, args.reset)
-    from . import sim
+    from xen2kvm.backends.fake import sim
 
     return sim.dispatch(ctx, args)
 
@@ -311,7 +311,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     def body() -> int:
         args = build_parser().parse_args(argv)
         if args.cmd == "demo":
-            from . import demo
+            from xen2kvm.backends.fake import demo
 
             return demo.run(args.keep)
         if args.cmd == "fleet":  # each host gets its own backends; none is opened here
