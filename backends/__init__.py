@@ -20,8 +20,8 @@ REGISTRY = {
 # commands the fake contributes to `xen2kvm` (cli.py loads them from here): `sim` has
 # add_parser(sub) and dispatch(ctx, args); `demo` has run(keep), on a cluster of its own
 COMMANDS = {
-    "sim": "xen2kvm.sim",
-    "demo": "xen2kvm.demo",
+    "sim": "xen2kvm.backends.fake.sim",
+    "demo": "xen2kvm.backends.fake.demo",
 }
 
 

@@ -316,7 +316,7 @@ class FakeRig(Rig):
         return self.backends().host.sysctl_get(key)
 
     def vm_device(self, vm: str, disk: str) -> str:
-        from xen2kvm.sim import device_of
+        from xen2kvm.backends.fake.sim import device_of
 
         b = self.backends()
         ctx = type("C", (), {"backends": b})()
@@ -344,7 +344,7 @@ class FakeRig(Rig):
         b.close()
 
     def guest_write(self, vm: str, disk: str, offset: int, length: int, seed: int) -> bytes:
-        from xen2kvm.sim import seeded
+        from xen2kvm.backends.fake.sim import seeded
 
         self.ok(f"xen2kvm sim write {vm} {disk} {offset} {length} --seed {seed}")
         data = seeded(seed, length)

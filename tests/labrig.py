@@ -16,9 +16,9 @@ import time
 from pathlib import Path
 
 from xen2kvm import naming
+from xen2kvm.backends.fake.sim import seeded, xen_content
 from xen2kvm.backends.storpool.host import LocalHost
 from xen2kvm.process import Runner
-from xen2kvm.sim import seeded, xen_content
 from xen2kvm.testing.emulator import Emulator, serve
 
 from .conftest import Rig

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from xen2kvm.sim import seeded
+from xen2kvm.backends.fake.sim import seeded
 
 pytestmark = pytest.mark.resume
 

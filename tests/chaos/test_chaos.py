@@ -32,8 +32,8 @@ import pytest
 
 from xen2kvm import cli, legacy, naming
 from xen2kvm.backends.fake import FakeBackends
+from xen2kvm.backends.fake.sim import seeded
 from xen2kvm.process import Runner
-from xen2kvm.sim import seeded
 
 pytestmark = pytest.mark.chaos
 

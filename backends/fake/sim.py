@@ -8,11 +8,11 @@ import json
 import random
 import sys
 
-from . import commands
-from . import naming as nm
-from .context import Ctx
-from .errors import PlanError, UsageError
-from .units import MIB, parse_size
+from xen2kvm import commands
+from xen2kvm import naming as nm
+from xen2kvm.context import Ctx
+from xen2kvm.errors import PlanError, UsageError
+from xen2kvm.units import MIB, parse_size
 
 BLOCK = 64 * 1024
 
@@ -40,6 +40,10 @@ def add_parser(sub) -> None:
         c = s.add_parser(name, help=verb)
         for a in ("vm", "disk", "file"):
             c.add_argument(a)
+    _add_state_parsers(s)
+
+
+def _add_state_parsers(s) -> None:
     c = s.add_parser("show")
     c.add_argument("--json", action="store_true")
     c = s.add_parser("tick", help="let virtual time pass")
@@ -212,66 +216,68 @@ def _capacity(ctx: Ctx, cluster, size, free) -> int:
     return 0
 
 
-def dispatch(ctx: Ctx, args) -> int:
+def _io(ctx: Ctx, args) -> int:
+    vm = _vm(_fake(ctx), args.vm)
+    path = device_of(ctx, vm, args.disk)
+    host = ctx.backends.host_named(vm.host)
+    off, length = parse_size(args.offset), parse_size(args.length)
+    if args.sim == "write":
+        host.write(path, off, seeded(args.seed, length))
+        ctx.say(f"wrote {length} bytes at {off} of {args.vm} {args.disk} via {path}")
+        return 0
+    data = host.read(path, off, length)
+    out = getattr(ctx.out, "buffer", None) or sys.stdout.buffer
+    out.write(data)
+    out.flush()
+    return 0
+
+
+def _image(ctx: Ctx, args) -> int:
+    from . import simimage
+
     cluster = _fake(ctx)
-    cmd = args.sim
-    if cmd == "create-vm":
-        return create_vm(ctx, args.vm, args.hypervisor, args.disk, args.seed)
-    if cmd == "power":
-        return power(ctx, args.power_state, args.vm)
-    if cmd in ("write", "read"):
-        vm = _vm(cluster, args.vm)
-        path = device_of(ctx, vm, args.disk)
-        host = ctx.backends.host_named(vm.host)
-        off, length = parse_size(args.offset), parse_size(args.length)
-        if cmd == "write":
-            host.write(path, off, seeded(args.seed, length))
-            ctx.say(f"wrote {length} bytes at {off} of {args.vm} {args.disk} via {path}")
-        else:
-            data = host.read(path, off, length)
-            out = getattr(ctx.out, "buffer", None) or sys.stdout.buffer
-            out.write(data)
-            out.flush()
-        return 0
-    if cmd in ("import", "export"):
-        from . import simimage
+    vm = _vm(cluster, args.vm)
+    fn = simimage.import_image if args.sim == "import" else simimage.export_image
+    return fn(ctx, cluster, vm, args.disk, args.file)
 
-        vm = _vm(cluster, args.vm)
-        fn = simimage.import_image if cmd == "import" else simimage.export_image
-        return fn(ctx, cluster, vm, args.disk, args.file)
-    if cmd == "show":
-        return show(ctx, args.json)
-    if cmd == "tick":
-        ctx.host.sleep(args.seconds)
-        ctx.say(f"virtual clock: {cluster.clock:.0f}s")
-        return 0
-    if cmd in ("fail-volume", "heal-volume"):
-        if args.volume not in cluster.volumes:
-            raise PlanError(f"no volume {args.volume}")
-        cluster.volumes[args.volume].failing = cmd == "fail-volume"
-        cluster.generation += 1
-        return 0
-    if cmd == "capacity":
-        return _capacity(ctx, cluster, args.size, args.free)
-    if cmd == "load":
-        vm = _vm(cluster, args.vm)
-        path = device_of(ctx, vm, args.disk)
-        if not path.startswith("/dev/mapper/") or args.iops < 0 or args.after < 0:
-            raise PlanError("the guest load needs a running VM whose disk is assembled (its dm "
-                            "device carries the I/O counters), and numbers >= 0")
-        ctx.backends.host_named(vm.host).guest_load(path[len("/dev/mapper/"):], args.iops,
-                                                    args.after)
-        return 0
-    if cmd == "host":
-        cluster.host(args.name).down = args.host_state == "down"
-        cluster.generation += 1
-        return 0
-    if cmd == "fault":
-        cluster.inject_fault(args.k)
-        cluster.generation += 1
-        return 0
-    from .dmstatus import parse_version
 
+def _tick(ctx: Ctx, args) -> int:
+    ctx.host.sleep(args.seconds)
+    ctx.say(f"virtual clock: {_fake(ctx).clock:.0f}s")
+    return 0
+
+
+def _failing(ctx: Ctx, args) -> int:
+    cluster = _fake(ctx)
+    if args.volume not in cluster.volumes:
+        raise PlanError(f"no volume {args.volume}")
+    cluster.volumes[args.volume].failing = args.sim == "fail-volume"
+    cluster.generation += 1
+    return 0
+
+
+def _load(ctx: Ctx, args) -> int:
+    vm = _vm(_fake(ctx), args.vm)
+    path = device_of(ctx, vm, args.disk)
+    if not path.startswith("/dev/mapper/") or args.iops < 0 or args.after < 0:
+        raise PlanError("the guest load needs a running VM whose disk is assembled (its dm "
+                        "device carries the I/O counters), and numbers >= 0")
+    ctx.backends.host_named(vm.host).guest_load(path[len("/dev/mapper/"):], args.iops,
+                                                args.after)
+    return 0
+
+
+def _fault(ctx: Ctx, args) -> int:
+    cluster = _fake(ctx)
+    cluster.inject_fault(args.k)
+    cluster.generation += 1
+    return 0
+
+
+def _kernel(ctx: Ctx, args) -> int:
+    from xen2kvm.dmstatus import parse_version
+
+    cluster = _fake(ctx)
     for h in cluster.hosts.values():
         h.raid_version = parse_version(args.raid_version)
     cluster.host(ctx.host.name).raid_version = parse_version(args.raid_version)
@@ -279,3 +285,24 @@ def dispatch(ctx: Ctx, args) -> int:
     return 0
 
 
+def _host(ctx: Ctx, args) -> int:
+    cluster = _fake(ctx)
+    cluster.host(args.name).down = args.host_state == "down"
+    cluster.generation += 1
+    return 0
+
+
+HANDLERS = {
+    "create-vm": lambda ctx, a: create_vm(ctx, a.vm, a.hypervisor, a.disk, a.seed),
+    "power": lambda ctx, a: power(ctx, a.power_state, a.vm),
+    "write": _io, "read": _io, "import": _image, "export": _image,
+    "show": lambda ctx, a: show(ctx, a.json),
+    "tick": _tick, "fail-volume": _failing, "heal-volume": _failing,
+    "capacity": lambda ctx, a: _capacity(ctx, _fake(ctx), a.size, a.free),
+    "load": _load, "fault": _fault, "kernel": _kernel, "host": _host,
+}
+
+
+def dispatch(ctx: Ctx, args) -> int:
+    _fake(ctx)
+    return HANDLERS[args.sim](ctx, args)

@@ -9,9 +9,9 @@ import tempfile
 from contextlib import redirect_stdout
 from typing import Optional
 
-from . import cli, legacy
-from .errors import Xen2KvmError
-from .units import MIB
+from xen2kvm import cli, legacy
+from xen2kvm.errors import Xen2KvmError
+from xen2kvm.units import MIB
 
 DISKS = {"win1": "wdisk:96M", "lnx1": "ldisk1:64M,ldisk2:48M"}
 SHELLS = {"kvmwin": "kwdisk:96M", "kvmlnx": "kdisk1:64M,kdisk2:48M"}

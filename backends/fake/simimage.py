@@ -7,9 +7,9 @@ from __future__ import annotations
 import os
 from typing import Iterator
 
-from . import naming as nm
-from .context import Ctx
-from .errors import PlanError
+from xen2kvm import naming as nm
+from xen2kvm.context import Ctx
+from xen2kvm.errors import PlanError
 
 PIECE = 4 * 1024 * 1024
 
