@@ -143,4 +143,18 @@ class Read:
         return {"kind": "read", "path": self.path, "offset": self.offset, "length": self.length}
 
 
-Action = Union[ApiCall, Run, Write, Copy, Compare, Read]
+@dataclass(frozen=True)
+class Remove:
+    """A small file of the tool's on the host goes (removing one already gone is success)."""
+
+    path: str
+    note: str = ""
+
+    def render(self) -> str:
+        return _note(f"rm -f {shlex.quote(self.path)}", self.note)
+
+    def data(self) -> dict:
+        return {"kind": "remove", "path": self.path}
+
+
+Action = Union[ApiCall, Run, Write, Copy, Compare, Read, Remove]

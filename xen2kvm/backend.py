@@ -159,6 +159,9 @@ class HostBackend(Protocol):
     def note_set(self, name: str, text: Optional[str]) -> None:
         """Write the note durably, or remove it (None)."""
 
+    def note_path(self, name: str) -> str:
+        """Where the note lives on the host (what a step that removes it prints)."""
+
     def sysctl_get(self, key: str) -> int: ...
 
     def sysctl_set(self, key: str, value: int) -> None: ...

@@ -22,10 +22,11 @@ from dataclasses import dataclass
 from typing import Optional, Sequence
 
 from . import naming as nm
+from .actions import Action, Remove, Run
 from .dmtables import parse_raid
 from .plans import Plan
 from .steps import Step, SysctlSet
-from .throttle import Controller, IoCounters, tail_ms, total
+from .throttle import Controller, IoCounters, stats_stop_argv, tail_ms, total
 
 SPEED_MIN, SPEED_MAX = "dev.raid.speed_limit_min", "dev.raid.speed_limit_max"
 NOTE = "speed-limits.json"
@@ -36,9 +37,10 @@ class ForgetLimits(Step):
     """The operator's values are back: the record of them goes."""
 
     host: str
+    path: str  # the note on that host (HostBackend.note_path)
 
-    def render(self) -> str:
-        return f"rm {NOTE}  # on {self.host}: the record of the operator's resync limits"
+    def actions(self) -> tuple[Action, ...]:
+        return (Remove(self.path, f"on {self.host}: the record of the operator's resync limits"),)
 
     def apply(self, ctx) -> None:
         ctx.host.note_set(NOTE, None)
@@ -50,9 +52,9 @@ class StopStats(Step):
 
     names: tuple[str, ...]
 
-    def render(self) -> str:
-        return "\n".join(f"dmsetup message {n} 0 '@stats_delete ID'  # each ID that "
-                         f"'@stats_list xen2kvm' lists" for n in self.names)
+    def actions(self) -> tuple[Action, ...]:
+        return (Run(stats_stop_argv(self.names),
+                    note="each region '@stats_list xen2kvm' lists is deleted"),)
 
     def apply(self, ctx) -> None:
         ctx.host.dm_io_stop(list(self.names))
@@ -81,7 +83,7 @@ def leftover_plan(host) -> Plan:
     ours = tuple(n for n in host.dm_tables() if (p := nm.parse_dm_name(n)) and not p[2])
     if ours:
         plan.add(StopStats(ours))
-    plan.add(ForgetLimits(host.name))
+    plan.add(ForgetLimits(host.name, host.note_path(NOTE)))
     return plan
 
 

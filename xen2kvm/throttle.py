@@ -33,6 +33,18 @@ UNTHROTTLED_KIB = 4_000_000  # what the README measures as unthrottled
 HISTOGRAM_US = (25, 50, 100, 200, 300, 500, 750, 1000, 1500, 2000, 3000, 5000, 7500, 10000,
                 15000, 20000, 30000, 50000, 100000, 200000, 500000, 1000000)
 STATS_ARGS = "2 precise_timestamps histogram:" + ",".join(str(u * 1000) for u in HISTOGRAM_US)
+STATS_PROGRAM = "xen2kvm"  # the program id of this tool's dm statistics regions
+# $1 = the region program, the rest: dm device names; removes each region of the program
+# (devices already gone have none)
+DM_IO_STOP = ('p=$1; shift; for n; do dmsetup message "$n" 0 "@stats_list $p" 2>/dev/null | '
+              'sed "s/:.*//" | while read -r id; do '
+              'dmsetup message "$n" 0 "@stats_delete $id"; done; done; true')
+
+
+def stats_stop_argv(names) -> tuple[str, ...]:
+    """The command that removes this tool's statistics regions of `names` (a host runs it under
+    its dmsetup environment; the step that plans it prints it)."""
+    return ("sh", "-c", DM_IO_STOP, "sh", STATS_PROGRAM, *names)
 TAIL = 0.99  # the writer-visible tail the throttle steers on
 
 

@@ -312,6 +312,10 @@ class FakeHost:
     def note_get(self, name: str) -> Optional[str]:
         return self.state.notes.get(name)
 
+    def note_path(self, name: str) -> str:
+        """The fake keeps its notes in the cluster state, modelled where a real host has them."""
+        return f"/run/lock/xen2kvm/{name}"
+
     def note_set(self, name: str, text: Optional[str]) -> None:
         self.c.mutate(f"note {name}")
         if text is None:

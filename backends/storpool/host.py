@@ -25,14 +25,20 @@ from xen2kvm.dmstatus import parse_targets
 from xen2kvm.errors import DeviceError
 from xen2kvm.naming import DEFAULT_PATHS, DevicePaths
 from xen2kvm.process import CommandResult, Runner
-from xen2kvm.throttle import STATS_ARGS, IoCounters, parse_dm_stats
+from xen2kvm.throttle import (  # noqa: F401  (DM_IO_STOP: tests/data/scripted names it)
+    DM_IO_STOP,
+    STATS_ARGS,
+    STATS_PROGRAM,
+    IoCounters,
+    parse_dm_stats,
+    stats_stop_argv,
+)
 
 from .hostio import LocalBlockIo, LocalFiles
 
 DEVNUM = re.compile(r"^\d+:\d+$")
 NO_DM = "Failure to communicate with kernel device-mapper driver"
 DM_INFO = ("info", "-c", "--noheadings", "-o", "name,major,minor", "--separator", " ")
-STATS_PROGRAM = "xen2kvm"  # the dm statistics regions of the adaptive throttle
 STATS_CREATE = f"@stats_create - /1 {STATS_ARGS} {STATS_PROGRAM}"
 WAIT_STEP = 0.1  # seconds between looks for a device node that an attach makes appear
 SEP = "\036x2k"  # a record separator: no dm table or status line starts with it
@@ -53,9 +59,6 @@ DM_IO = ('p=$1; c=$2; shift 2; for n; do '
          'id=$(dmsetup message "$n" 0 "@stats_list $p" | sed -n "1s/:.*//p"); '
          '[ -n "$id" ] || id=$(dmsetup message "$n" 0 "$c") || exit 1; '
          'dmsetup message "$n" 0 "@stats_print $id" | head -n 1; done')
-DM_IO_STOP = ('p=$1; shift; for n; do dmsetup message "$n" 0 "@stats_list $p" 2>/dev/null | '
-              'sed "s/:.*//" | while read -r id; do '
-              'dmsetup message "$n" 0 "@stats_delete $id"; done; done; true')
 
 
 class BlockIo(Protocol):
@@ -246,7 +249,7 @@ class Host:
 
     def dm_io_stop(self, names: Sequence[str]) -> None:
         """Remove this tool's statistics regions (devices already gone have none)."""
-        shell(self.runner, DM_IO_STOP, STATS_PROGRAM, *names, env=self.dm_env)
+        self.runner.run([*self.dm_env, *stats_stop_argv(names)], check=False, timeout=600)
 
     # sysctl, notes, helper, time ---------------------------------------------------------------
     def sysctl_get(self, key: str) -> int:
@@ -260,6 +263,9 @@ class Host:
 
     def note_set(self, name: str, text: Optional[str]) -> None:
         self.files.note_set(self.note_dir, name, text)
+
+    def note_path(self, name: str) -> str:
+        return str(self.note_dir / name)
 
     def run_helper(self, argv: Sequence[str], volume: str) -> None:
         path = self.device_path(volume)

@@ -11,7 +11,8 @@ import sys
 
 import pytest
 
-from xen2kvm import cli, demo
+from xen2kvm import cli
+from xen2kvm.backends.fake import demo
 
 from ..storpool.conftest import TOKEN, SPRig, emulator  # noqa: F401  (the fixture)
 
