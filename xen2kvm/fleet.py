@@ -25,7 +25,7 @@ from . import naming as nm
 from .backend import ListCache
 from .context import Ctx, Options
 from .errors import Xen2KvmError
-from .phases import RESYNCING
+from .phases import RESYNCING, Phase
 from .remote import HostSpec, parse_hosts
 from .throttle import Controller
 
@@ -118,11 +118,19 @@ def _wait(round_, interval: float, out) -> list[HostResult]:
             screen.draw([sampler.row((row["host"], row["vm"] or "-", row["disk"]),
                                      row["phase"], row["done"], row["total"],
                                      _after(row), now) for row in rows])
-            busy = any(row["phase"] in RESYNCING and not row["problem"]
-                       for row in rows)
-            if not busy or not all(r.ok for r in results):
+            if not _busy(rows) or not all(r.ok for r in results):
                 return results
             time.sleep(interval)
+
+
+def _busy(rows: list[dict]) -> bool:
+    """A disk still copying, or one in sync whose retag is the next round's: a disk can reach
+    in-sync after its host's round planned, and only a further sync retags it. A VM with a
+    problem disk is not retagged, so its in-sync disks do not keep the wait going."""
+    troubled = {(row["host"], row["vm"]) for row in rows if row["problem"]}
+    return any(not row["problem"] and (row["phase"] in RESYNCING or (
+        row["phase"] == Phase.SYNCED and (row["host"], row["vm"]) not in troubled))
+        for row in rows)
 
 
 def _after(row: dict) -> Optional[int]:

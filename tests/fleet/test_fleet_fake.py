@@ -140,3 +140,18 @@ def test_a_host_that_is_down_refuses_single_commands_too(fleet8):
     rc, out, err = fleet8.run("--host", DOWN, "sync", "vm8", "-y")
     assert rc == 4 and err.startswith(f"xen2kvm: error: unreachable: host {DOWN}: ")
     assert err.count("\n") == 1
+
+
+def test_fleet_wait_keeps_going_for_a_disk_in_sync_but_not_yet_retagged():
+    """A disk can reach in-sync after its host's round planned: only the next round retags it
+    (the lab's fleet --wait test caught a wait that stopped there). A VM with a failed disk is
+    not retagged, so it does not keep the wait going."""
+    from xen2kvm import fleet
+
+    def row(vm, phase, problem=None, host="h1"):
+        return {"host": host, "vm": vm, "phase": phase, "problem": problem}
+
+    assert fleet._busy([row("a", "migrated"), row("b", "synced")])
+    assert not fleet._busy([row("a", "migrated"), row("b", "released")])
+    assert not fleet._busy([row("b", "synced"), row("b", "syncing", "leg 1 failed")])
+    assert fleet._busy([row("b", "synced"), row("b", "syncing", "leg 1 failed", host="h2")])
