@@ -95,7 +95,7 @@ def test_inplace_the_guests_own_boot_loader(fake_rig, boot_images, tmp_path, n, 
     xen_before = rig.read_volume("xd", 0, 4 * 1024 * 1024)
     prepare = f"xen2kvm prepare -x xd -k xd{flag} --helper {HELPER} --boot-loader guest"
     dry = rig.ok(prepare)
-    assert "--boot-area" in dry.out and f"seek=1 count={n - 1}" in dry.out
+    assert "--boot-area" in dry.out and f"offset 512 length {(n - 1) * 512} to " in dry.out
     r = rig.ok(prepare + " -y")
     assert "will not boot" not in r.err
     # the clone (the XEN data) was never given boot code; the KVM volume's sector 0 was
