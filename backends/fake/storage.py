@@ -8,7 +8,15 @@ from xen2kvm import naming
 from xen2kvm.backend import Snapshot, TemplateSpace, Volume
 from xen2kvm.errors import BackendError
 
-from .model import PLACEMENT, REPLICATION, TEMPLATE, Cluster, FakeSnapshot, FakeVolume
+from .model import (
+    MAX_VOLUME_BYTES,
+    PLACEMENT,
+    REPLICATION,
+    TEMPLATE,
+    Cluster,
+    FakeSnapshot,
+    FakeVolume,
+)
 
 
 def _err(name: str, descr: str) -> BackendError:
@@ -53,6 +61,9 @@ class FakeStorage:
     def _check_size(size: int, what: str = "size") -> None:
         if size <= 0 or size % 512:
             raise _err("invalidParam", f"{what} {size} is not a positive multiple of 512")
+        if size > MAX_VOLUME_BYTES:
+            raise _err("invalidParam", f"{what} {size} is above the largest volume "
+                                       f"({MAX_VOLUME_BYTES} bytes)")
 
     @staticmethod
     def _check_tags(name: str, tags: Mapping[str, Optional[str]]) -> None:
@@ -77,7 +88,7 @@ class FakeStorage:
         self.c.mutate(f"volume {name} create")
         if name in self.c.volumes:
             raise _err("objectExists", f"volume {name} already exists")
-        self.c.volumes[name] = FakeVolume(name, size_bytes, dict(tags),
+        self.c.volumes[name] = FakeVolume(name, size_bytes, dict(tags), self.c.new_store(),
                                           lineage=self.c.new_lineage())
 
     def clone_volume(self, name: str, source: str, tags: Mapping[str, str]) -> None:
@@ -99,6 +110,7 @@ class FakeStorage:
 
     def grow_volume(self, name: str, add_bytes: int) -> None:
         self._check_size(add_bytes, "sizeAdd")
+        self._check_size(self._get(name).size_bytes + add_bytes)
         self.c.mutate(f"volume {name} update size +{add_bytes}")
         self._get(name).size_bytes += add_bytes
 
@@ -129,6 +141,7 @@ class FakeStorage:
         if name not in self.c.volumes:
             return  # a crash may have deleted it already: the goal state holds
         self._busy(name, "delete")
+        self.c.volumes[name].store.drop()
         del self.c.volumes[name]
         self.c.attachments.pop(name, None)
 
@@ -182,7 +195,9 @@ class FakeStorage:
 
     def delete_snapshot(self, name: str) -> None:
         self.c.mutate(f"snapshot {name} delete")
-        self.c.snapshots.pop(name, None)
+        snap = self.c.snapshots.pop(name, None)
+        if snap is not None:
+            snap.store.drop()
 
     def revert_volume(self, name: str, snapshot: str) -> None:
         vol, snap = self._get(name), self._snap(snapshot)
@@ -190,6 +205,7 @@ class FakeStorage:
             raise _err("invalidParam", f"snapshot {snapshot} is not a snapshot of volume {name}")
         self._busy(name, "revert")
         self.c.mutate(f"volume {name} revertToSnapshot {snapshot}")
+        vol.store.drop()
         vol.store, vol.size_bytes = snap.store.copy(), snap.size_bytes
 
     def create_from_snapshot(self, name: str, snapshot: str, tags: Mapping[str, str]) -> None:

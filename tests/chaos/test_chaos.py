@@ -7,7 +7,7 @@ converges to exactly what an undisturbed run leaves (abort: every byte of the KV
 
 The controllers are forked from this process (a fork costs milliseconds, a fresh interpreter
 ~0.2 s) and run the real command-line entry points; the fake makes every call one transaction
-under a lock on the state folder, so they interleave at call granularity as on a real cluster.
+under the database's write lock, so they interleave at call granularity as on a real cluster.
 The interleaving is steered, not slept into: the second controller starts once the first has
 completed j calls, and the victim kills itself with SIGKILL right after its k-th call. Every
 call is logged (in order, under the cluster lock), and the distinct logs are the interleavings.
@@ -102,13 +102,15 @@ def _traced(label: str, log_fd: int, notify: int, kill_at: int):
     calls = [0]
 
     @contextlib.contextmanager
-    def transaction(self):
+    def transaction(self, atomic=False):
         outer = self._depth == 0
-        with original(self):
+        with original(self, atomic):
+            before = self.cluster.db.conn.total_changes
             yield
-            if outer:
-                os.write(log_fd, f"{label}{int(self.cluster.generation != self._generation)}\n"
-                         .encode())
+            if outer:  # still under the database's write lock: the log is in cluster order
+                self.cluster.db.flush()
+                changed = self.cluster.db.conn.total_changes != before
+                os.write(log_fd, f"{label}{int(changed)}\n".encode())
         if outer:
             calls[0] += 1
             if notify >= 0:

@@ -1,0 +1,264 @@
+"""The fake cluster's database: one SQLite file (WAL) in the state folder, a table per kind of
+object, and an identity map so that the model's code works on plain objects.
+
+A row is loaded the first time a transaction touches it and written back at commit only when
+its encoding changed, so a command costs what it touches. Rows hold JSON and numbers, never
+code: a planted state file can at worst be refused as unreadable.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from typing import Any, Callable, Iterator, MutableMapping, Optional
+
+from xen2kvm.errors import BackendError
+
+DB_FILE = "cluster.db"
+BUSY_SECONDS = 600  # a writer waits this long for another process's call to finish
+SCHEMA_VERSION = 1
+SCOPED = ("dm",)
+TABLES = ("volumes", "snapshots", "attachments", "hosts", "dm", "vms", "meta")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS volumes (scope TEXT, name TEXT, doc TEXT, store INTEGER,
+                                    PRIMARY KEY (scope, name));
+CREATE TABLE IF NOT EXISTS snapshots (scope TEXT, name TEXT, doc TEXT, store INTEGER,
+                                      PRIMARY KEY (scope, name));
+CREATE TABLE IF NOT EXISTS tags (kind TEXT, owner TEXT, key TEXT, value TEXT,
+                                 PRIMARY KEY (kind, owner, key));
+CREATE TABLE IF NOT EXISTS attachments (scope TEXT, name TEXT, doc TEXT, store INTEGER,
+                                        PRIMARY KEY (scope, name));
+CREATE TABLE IF NOT EXISTS hosts (scope TEXT, name TEXT, doc TEXT, store INTEGER,
+                                  PRIMARY KEY (scope, name));
+CREATE TABLE IF NOT EXISTS dm (scope TEXT, name TEXT, doc TEXT, store INTEGER,
+                               PRIMARY KEY (scope, name));
+CREATE TABLE IF NOT EXISTS vms (scope TEXT, name TEXT, doc TEXT, store INTEGER,
+                                PRIMARY KEY (scope, name));
+CREATE TABLE IF NOT EXISTS meta (scope TEXT, name TEXT, doc TEXT, store INTEGER,
+                                 PRIMARY KEY (scope, name));
+CREATE TABLE IF NOT EXISTS blobs (id INTEGER PRIMARY KEY, seed INTEGER, size INTEGER,
+                                  data BLOB);
+CREATE TABLE IF NOT EXISTS extents (store INTEGER, start INTEGER, end INTEGER,
+                                    blob INTEGER, boff INTEGER, PRIMARY KEY (store, start));
+CREATE TABLE IF NOT EXISTS stores (id INTEGER PRIMARY KEY AUTOINCREMENT);
+"""
+
+
+class Codec:
+    """How one kind of object becomes a row: its JSON document, and its tags and store id
+    (kept in columns of their own so that SQL can reach them)."""
+
+    def __init__(self, encode: Callable[[Any], dict], decode: Callable[[str, dict], Any],
+                 tags: Optional[str] = None):
+        self.encode, self.decode, self.tags = encode, decode, tags
+
+
+class Table(MutableMapping):
+    """One kind of row (within a scope, e.g. one host's dm devices) as a dict of objects."""
+
+    def __init__(self, db: Db, kind: str, codec: Codec, scope: str = ""):
+        self.db, self.kind, self.codec, self.scope = db, kind, codec, scope
+        self._cache: dict[str, Any] = {}
+        self._loaded: dict[str, Optional[str]] = {}  # name -> the text read (None: no row)
+
+    def clear_cache(self) -> None:
+        self._cache.clear()
+        self._loaded.clear()
+
+    def _row(self, name: str) -> Any:
+        if name in self._loaded:
+            return self._cache.get(name)
+        row = self.db.sql(f"SELECT doc FROM {self.kind} WHERE scope=? AND name=?",
+                          (self.scope, name)).fetchone()
+        self._loaded[name] = None
+        if row:
+            self._keep(name, row[0])
+        return self._cache.get(name)
+
+    def _keep(self, name: str, text: str) -> None:
+        obj = self._decode(name, text)
+        self._cache[name] = obj
+        self._loaded[name] = self._text(obj)  # with its tags: what a flush compares with
+
+    def _text(self, obj: Any) -> Optional[str]:
+        return None if obj is None else json.dumps(self.codec.encode(obj), sort_keys=True)
+
+    def _decode(self, name: str, text: str) -> Any:
+        try:
+            doc = json.loads(text)
+            if self.codec.tags:
+                doc["tags"] = self.db.tags(self.codec.tags, name)
+            return self.codec.decode(name, doc)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise BackendError("stateUnreadable", f"the fake cluster's {self.kind} row {name!r} "
+                               f"is damaged ({exc}); give --state a new folder") from None
+
+    def __getitem__(self, name: str) -> Any:
+        obj = self._row(name)
+        if obj is None:
+            raise KeyError(name)
+        return obj
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self._row(name) is not None
+
+    def __setitem__(self, name: str, obj: Any) -> None:
+        self._row(name)
+        self._cache[name] = obj
+
+    def __delitem__(self, name: str) -> None:
+        if self._row(name) is None:
+            raise KeyError(name)
+        del self._cache[name]
+
+    def _names(self) -> list[str]:
+        rows = self.db.sql(f"SELECT name, doc FROM {self.kind} WHERE scope=? ORDER BY name",
+                           (self.scope,)).fetchall()
+        for name, text in rows:
+            if name not in self._loaded:
+                self._keep(name, text)
+        return sorted(self._cache)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names())
+
+    def __len__(self) -> int:
+        return len(self._names())
+
+    def flush(self) -> None:
+        for name in set(self._loaded) | set(self._cache):
+            text = self._text(self._cache.get(name))
+            if text != self._loaded.get(name):
+                self._write(name, text)
+                self._loaded[name] = text
+
+    def _write(self, name: str, text: Optional[str]) -> None:
+        if text is None:
+            self.db.sql(f"DELETE FROM {self.kind} WHERE scope=? AND name=?", (self.scope, name))
+            if self.codec.tags:
+                self.db.set_tags(self.codec.tags, name, {})
+            return
+        doc = json.loads(text)
+        tags = doc.pop("tags", {}) if self.codec.tags else {}
+        self.db.sql(f"INSERT OR REPLACE INTO {self.kind} VALUES (?, ?, ?, ?)",
+                    (self.scope, name, json.dumps(doc, sort_keys=True), doc.get("store")))
+        if self.codec.tags:
+            self.db.set_tags(self.codec.tags, name, tags)
+
+
+MAGIC = b"SQLite format 3\0"
+
+
+def _damage(path: str) -> Optional[str]:
+    """Why an existing state file cannot be a database, checked before SQLite opens (and
+    might write to) it."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(100)
+            size = os.fstat(f.fileno()).st_size
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return exc.strerror
+    if size == 0:
+        return "empty"
+    page = int.from_bytes(head[16:18], "big") if len(head) == 100 else 0
+    page = 65536 if page == 1 else page
+    if head[:16] != MAGIC or not page or size % page:
+        return "truncated or damaged"
+    return None
+
+
+class Db:
+    def __init__(self, path: str):
+        self.path = path
+        why = None if path == ":memory:" else _damage(path)
+        if why:
+            raise BackendError("stateUnreadable", f"the fake cluster's state file {path} is "
+                               f"unreadable ({why}); restore it from a copy, or give --state "
+                               "a new folder; nothing was changed")
+        try:
+            self.conn = sqlite3.connect(path, isolation_level=None, timeout=BUSY_SECONDS)
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+            self.conn.executescript(SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise BackendError("stateUnreadable", f"the fake cluster's state file {path} is "
+                               f"unreadable (truncated or damaged: {exc}); restore it from a "
+                               "copy, or give --state a new folder; nothing was changed") from None
+        self.tables: dict[tuple[str, str], Table] = {}
+        self.in_txn = False
+
+    def sql(self, query: str, args: tuple = ()) -> sqlite3.Cursor:
+        try:
+            return self.conn.execute(query, args)
+        except sqlite3.OperationalError as exc:
+            raise BackendError("stateUnwritable", f"the fake cluster's state {self.path}: "
+                               f"{exc}; make the folder writable") from None
+
+    def table(self, kind: str, codec: Codec, scope: str = "") -> Table:
+        key = (kind, scope)
+        if key not in self.tables:
+            self.tables[key] = Table(self, kind, codec, scope)
+        return self.tables[key]
+
+    def tags(self, kind: str, owner: str) -> dict[str, str]:
+        rows = self.sql("SELECT key, value FROM tags WHERE kind=? AND owner=?", (kind, owner))
+        return dict(rows.fetchall())
+
+    def set_tags(self, kind: str, owner: str, tags: dict[str, str]) -> None:
+        if self.tags(kind, owner) == tags:
+            return
+        self.sql("DELETE FROM tags WHERE kind=? AND owner=?", (kind, owner))
+        self.conn.executemany("INSERT INTO tags VALUES (?, ?, ?, ?)",
+                              [(kind, owner, k, v) for k, v in tags.items()])
+
+    def flush(self) -> None:
+        for table in list(self.tables.values()):
+            table.flush()
+
+    def begin(self) -> None:
+        """Keep what was changed outside a transaction, then start one: the write lock of
+        the database is taken now, so the call sees every other process's last commit."""
+        self.flush()
+        for table in self.tables.values():
+            table.clear_cache()
+        self.sql("BEGIN IMMEDIATE")
+        self.in_txn = True
+
+    def commit(self) -> None:
+        try:
+            self.flush()
+        finally:
+            self.in_txn = False
+            self.sql("COMMIT")
+
+    def rollback(self) -> None:
+        self.in_txn = False
+        for table in self.tables.values():
+            table.clear_cache()
+        self.sql("ROLLBACK")
+
+    def adopt(self, other: Db) -> None:
+        """Become `other` (a new file), taking this one's rows along: a new cluster's first
+        change. Another process may have created the same cluster meanwhile: refuse then
+        rather than overwrite it."""
+        other.sql("BEGIN IMMEDIATE")
+        try:
+            if any(other.sql(f"SELECT 1 FROM {t} LIMIT 1").fetchone()
+                   for t in TABLES if t != "hosts"):
+                raise BackendError("stateConflict", f"another process created a fake cluster "
+                                   f"in {other.path} meanwhile; rerun the command on it")
+            other.sql("COMMIT")
+        except BaseException:
+            other.sql("ROLLBACK")
+            raise
+        self.conn.backup(other.conn)
+        self.conn.close()
+        self.conn, self.path = other.conn, other.path
+
+    def close(self) -> None:
+        self.flush()
+        self.conn.close()
