@@ -51,8 +51,10 @@ class Codec:
     (kept in columns of their own so that SQL can reach them)."""
 
     def __init__(self, encode: Callable[[Any], dict], decode: Callable[[str, dict], Any],
-                 tags: Optional[str] = None):
+                 tags: Optional[str] = None, index: Optional[Callable[[Any], int]] = None):
         self.encode, self.decode, self.tags = encode, decode, tags
+        # the row's indexed column: a volume's store id, whether a dm device needs the clock
+        self.index = index or (lambda obj: None)
 
 
 class Table(MutableMapping):
@@ -85,11 +87,11 @@ class Table(MutableMapping):
     def _text(self, obj: Any) -> Optional[str]:
         return None if obj is None else json.dumps(self.codec.encode(obj), sort_keys=True)
 
-    def _decode(self, name: str, text: str) -> Any:
+    def _decode(self, name: str, text: str, tags: Optional[dict] = None) -> Any:
         try:
             doc = json.loads(text)
             if self.codec.tags:
-                doc["tags"] = self.db.tags(self.codec.tags, name)
+                doc["tags"] = self.db.tags(self.codec.tags, name) if tags is None else tags
             return self.codec.decode(name, doc)
         except (ValueError, KeyError, TypeError) as exc:
             raise BackendError("stateUnreadable", f"the fake cluster's {self.kind} row {name!r} "
@@ -121,6 +123,26 @@ class Table(MutableMapping):
                 self._keep(name, text)
         return sorted(self._cache)
 
+    def scan(self) -> dict[str, Any]:
+        """Every row, read in one query and decoded, not kept: what a listing reads (a change
+        to these objects is not saved; change a row through the mapping)."""
+        self.flush()
+        rows = self.db.sql(f"SELECT name, doc FROM {self.kind} WHERE scope=? ORDER BY name",
+                           (self.scope,)).fetchall()
+        tags = self.db.all_tags(self.codec.tags) if self.codec.tags else {}
+        return {name: self._cache[name] if name in self._cache else
+                self._decode(name, text, tags.get(name, {})) for name, text in rows}
+
+    def indexed(self, value: int) -> list[Any]:
+        """The rows whose indexed column holds `value`, kept for change."""
+        rows = self.db.sql(f"SELECT name, doc FROM {self.kind} WHERE scope=? AND store=?",
+                           (self.scope, value)).fetchall()
+        for name, text in rows:
+            if name not in self._loaded:
+                self._keep(name, text)
+        return [o for n, o in sorted(self._cache.items())
+                if o is not None and self.codec.index(o) == value]
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._names())
 
@@ -143,7 +165,8 @@ class Table(MutableMapping):
         doc = json.loads(text)
         tags = doc.pop("tags", {}) if self.codec.tags else {}
         self.db.sql(f"INSERT OR REPLACE INTO {self.kind} VALUES (?, ?, ?, ?)",
-                    (self.scope, name, json.dumps(doc, sort_keys=True), doc.get("store")))
+                    (self.scope, name, json.dumps(doc, sort_keys=True),
+                     self.codec.index(self._cache[name])))
         if self.codec.tags:
             self.db.set_tags(self.codec.tags, name, tags)
 
@@ -207,6 +230,13 @@ class Db:
     def tags(self, kind: str, owner: str) -> dict[str, str]:
         rows = self.sql("SELECT key, value FROM tags WHERE kind=? AND owner=?", (kind, owner))
         return dict(rows.fetchall())
+
+    def all_tags(self, kind: str) -> dict[str, dict[str, str]]:
+        out: dict[str, dict[str, str]] = {}
+        for owner, key, value in self.sql("SELECT owner, key, value FROM tags WHERE kind=?",
+                                          (kind,)):
+            out.setdefault(owner, {})[key] = value
+        return out
 
     def set_tags(self, kind: str, owner: str, tags: dict[str, str]) -> None:
         if self.tags(kind, owner) == tags:

@@ -160,11 +160,12 @@ class FakeHost:
 
     # device-mapper -------------------------------------------------------------------------
     def dm_tables(self) -> dict[str, str]:
-        return {n: d.table for n, d in sorted(self.state.dm.items())}
+        return {n: d.table for n, d in self.state.dm.scan().items()}
 
     def dm_snapshot(self) -> tuple[dict[str, str], dict[str, str]]:
-        tables = self.dm_tables()
-        return tables, {n: self.dm_status(n) for n in tables}
+        devs = self.state.dm.scan()
+        return ({n: d.table for n, d in devs.items()},
+                {n: self._status(d) for n, d in devs.items()})
 
     def dm_targets(self) -> dict[str, tuple[int, ...]]:
         return {"linear": LINEAR_VERSION, "raid": self.state.raid_version}
@@ -173,6 +174,10 @@ class FakeHost:
         dev = self.state.dm.get(name)
         if dev is None:
             raise DeviceError("ENXIO", f"dm device {name} does not exist")
+        return self._status(dev)
+
+    @staticmethod
+    def _status(dev: DmDev) -> str:
         r = dev.raid
         if r is None:
             return "\n".join(f"{s} {n} linear" for s, n, _, _ in dmtables.parse_linear(dev.table))
@@ -246,7 +251,7 @@ class FakeHost:
         dev = self.state.dm.get(name)
         if dev is None:
             return
-        users = [d.name for d in self.state.dm.values()
+        users = [d.name for d in self.state.dm.scan().values()
                  if naming.mapper_path(name) in d.table.split()]
         if dev.open_count or users:
             raise DeviceError("EBUSY", f"dmsetup remove {name}: device or resource busy")
@@ -285,7 +290,7 @@ class FakeHost:
     def advance(self, seconds: float) -> None:
         """Resync every recovering raid1 by what its rate allows in `seconds`; the modelled
         guests write meanwhile."""
-        for dev in self.state.dm.values():
+        for dev in self.state.dm.indexed(1):
             copied = self._resync(dev, seconds)
             if dev.io is not None and seconds > 0:
                 dev.io.account(self.c.clock - seconds, seconds, copied / 1024 / seconds)

@@ -96,15 +96,17 @@ class SimVM:
 
 
 def _volume_codec(db: Db, kind: type) -> Codec:
+    fields = [f.name for f in dataclasses.fields(kind) if f.name not in ("name", "store")]
+
     def encode(v: Any) -> dict:
-        doc = dataclasses.asdict(dataclasses.replace(v, store=None))
-        doc.pop("name")
+        doc = {f: getattr(v, f) for f in fields}
+        doc["tags"] = dict(doc["tags"])
         return doc | {"store": v.store.id}
 
     def decode(name: str, doc: dict) -> Any:
         return kind(name=name, **doc | {"store": ExtentStore(db, doc["store"])})
 
-    return Codec(encode, decode, tags=kind.__name__)
+    return Codec(encode, decode, tags=kind.__name__, index=lambda v: v.store.id)
 
 
 def _plain_codec(kind: Optional[type]) -> Codec:
@@ -127,7 +129,13 @@ def _dm_codec() -> Codec:
         return DmDev(name, doc["table"], raid, doc["open_count"], io)
 
     return Codec(lambda d: {k: v for k, v in dataclasses.asdict(d).items() if k != "name"},
-                 decode)
+                 decode, index=_busy_clock)
+
+
+def _busy_clock(dev: DmDev) -> int:
+    """1 for a device that virtual time changes (a resync, a modelled guest): a tick reads
+    only those."""
+    return int(dev.io is not None or (dev.raid is not None and dev.raid.action == "recover"))
 
 
 def _meta(key: str, default: Any) -> property:
@@ -201,6 +209,26 @@ class Cluster:
                           "e.end - e.start AS n FROM extents e JOIN volumes v "
                           "ON e.store = v.store)").fetchone()
         return row[0] * REPLICATION
+
+    def listing(self, table: str, kind: str) -> list[tuple[str, int, dict[str, str]]]:
+        """(name, size, tags) of every volume or snapshot: what the API's list returns,
+        read by the database without decoding the rows."""
+        self.db.flush()
+        tags = self.db.all_tags(kind)
+        rows = self.db.sql(f"SELECT name, json_extract(doc, '$.size_bytes') FROM {table} "
+                           "ORDER BY name")
+        return [(name, size, tags.get(name, {})) for name, size in rows.fetchall()]
+
+    def holders(self, host: str, path: str) -> list[str]:
+        """What holds a device open on a host: dm devices mapping it, VMs running on it. The
+        database searches the rows, so a detach does not read the whole cluster."""
+        self.db.flush()
+        dms = self.db.sql("SELECT name, json_extract(doc, '$.table') FROM dm WHERE scope=? "
+                          "AND instr(json_extract(doc, '$.table'), ?)", (host, path)).fetchall()
+        vms = self.db.sql("SELECT vms.name FROM vms, json_each(vms.doc, '$.opened') o WHERE "
+                          "o.value=? AND json_extract(vms.doc, '$.host')=?", (path, host))
+        return ([f"dm {n}" for n, table in dms if path in table.split()] +
+                sorted(f"VM {n}" for n, in vms.fetchall()))
 
     def pristine(self) -> bool:
         """Nothing but hosts looked at: a new cluster with no change worth a folder."""

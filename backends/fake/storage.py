@@ -29,15 +29,13 @@ class FakeStorage:
 
     # queries -----------------------------------------------------------------------------
     def list_volumes(self) -> list[Volume]:
-        return [
-            Volume(v.name, v.size_bytes, dict(v.tags),
-                   tuple(sorted(self.c.attachments.get(v.name, {}))))
-            for v in sorted(self.c.volumes.values(), key=lambda v: v.name)
-        ]
+        attached = self.c.attachments.scan()
+        return [Volume(name, size, tags, tuple(sorted(attached.get(name, {}))))
+                for name, size, tags in self.c.listing("volumes", "FakeVolume")]
 
     def list_snapshots(self) -> list[Snapshot]:
-        return [Snapshot(s.name, s.size_bytes, dict(s.tags))
-                for s in sorted(self.c.snapshots.values(), key=lambda s: s.name)]
+        return [Snapshot(name, size, tags)
+                for name, size, tags in self.c.listing("snapshots", "FakeSnapshot")]
 
     def template_space(self) -> list[TemplateSpace]:
         free = max(self.c.capacity - self.c.used_bytes(), 0)
@@ -162,14 +160,10 @@ class FakeStorage:
         if not hosts:
             return
         for h in hosts:
-            for dev in self.c.host(h).dm.values():
-                if naming.volume_path(name) in dev.table.split():
-                    raise _err("busy", f"volume {name} is open at client "
-                                       f"{self.c.host(h).client_id} (dm {dev.name})")
-            for vm in self.c.vms.values():
-                if naming.volume_path(name) in vm.opened and vm.host == h:
-                    raise _err("busy", f"volume {name} is open at client "
-                                       f"{self.c.host(h).client_id} (VM {vm.name})")
+            holders = self.c.holders(h, naming.volume_path(name))
+            if holders:
+                raise _err("busy", f"volume {name} is open at client "
+                                   f"{self.c.host(h).client_id} ({holders[0]})")
         self.c.mutate(f"detach volume {name}")
         for h in hosts:
             del current[h]
