@@ -141,8 +141,8 @@ class FakeBackends:
     def close(self) -> None:
         """Keep what was changed outside a call (tests edit the model directly)."""
         if not self._depth:
-            self.cluster.db.flush()
-            self._persist()
+            with self.transaction():
+                pass  # what was changed outside a call is written, as one call
 
     def lock(self) -> Callable[[], None]:
         with self.transaction():

@@ -15,6 +15,8 @@ from typing import Any, Callable, Iterator, MutableMapping, Optional
 
 from xen2kvm.errors import BackendError
 
+from . import listing
+
 DB_FILE = "cluster.db"
 BUSY_SECONDS = 600  # a writer waits this long for another process's call to finish
 SCHEMA_VERSION = 1
@@ -43,6 +45,8 @@ CREATE TABLE IF NOT EXISTS blobs (id INTEGER PRIMARY KEY, seed INTEGER, size INT
 CREATE TABLE IF NOT EXISTS extents (store INTEGER, start INTEGER, end INTEGER,
                                     blob INTEGER, boff INTEGER, PRIMARY KEY (store, start));
 CREATE TABLE IF NOT EXISTS stores (id INTEGER PRIMARY KEY AUTOINCREMENT);
+CREATE TABLE IF NOT EXISTS serial (id INTEGER PRIMARY KEY CHECK (id = 0), n INTEGER);
+INSERT OR IGNORE INTO serial VALUES (0, 0);
 """
 
 
@@ -161,9 +165,11 @@ class Table(MutableMapping):
             self.db.sql(f"DELETE FROM {self.kind} WHERE scope=? AND name=?", (self.scope, name))
             if self.codec.tags:
                 self.db.set_tags(self.codec.tags, name, {})
+            self.db.listing.note(self.kind, name, None, {})
             return
         doc = json.loads(text)
         tags = doc.pop("tags", {}) if self.codec.tags else {}
+        self.db.listing.note(self.kind, name, doc, tags)
         self.db.sql(f"INSERT OR REPLACE INTO {self.kind} VALUES (?, ?, ?, ?)",
                     (self.scope, name, json.dumps(doc, sort_keys=True),
                      self.codec.index(self._cache[name])))
@@ -212,9 +218,12 @@ class Db:
                                f"unreadable (truncated or damaged: {exc}); restore it from a "
                                "copy, or give --state a new folder; nothing was changed") from None
         self.tables: dict[tuple[str, str], Table] = {}
-        self.in_txn = False
+        self.in_txn = self.wrote = False
+        self.listing = listing.for_file(os.path.realpath(path) if path != ":memory:" else path)
 
     def sql(self, query: str, args: tuple = ()) -> sqlite3.Cursor:
+        if query.startswith(("INSERT", "DELETE", "UPDATE")):
+            self.wrote = True
         try:
             return self.conn.execute(query, args)
         except sqlite3.OperationalError as exc:
@@ -242,6 +251,7 @@ class Db:
         if self.tags(kind, owner) == tags:
             return
         self.sql("DELETE FROM tags WHERE kind=? AND owner=?", (kind, owner))
+        self.wrote = True
         self.conn.executemany("INSERT INTO tags VALUES (?, ?, ?, ?)",
                               [(kind, owner, k, v) for k, v in tags.items()])
 
@@ -250,18 +260,25 @@ class Db:
             table.flush()
 
     def begin(self) -> None:
-        """Keep what was changed outside a transaction, then start one: the write lock of
-        the database is taken now, so the call sees every other process's last commit."""
+        """Start a call: the write lock of the database is taken now, so the call sees every
+        other process's last commit; then keep what was changed outside a call (tests edit
+        the model directly) and forget the rows read before."""
+        self.sql("BEGIN IMMEDIATE")
+        self.in_txn, self.wrote = True, False
+        serial = self.sql("SELECT n FROM serial").fetchone()[0]
+        if serial != self.listing.serial:
+            self.listing.reset(serial)  # another process wrote: read the listing anew
         self.flush()
         for table in self.tables.values():
             table.clear_cache()
-        self.sql("BEGIN IMMEDIATE")
-        self.in_txn = True
 
     def commit(self) -> None:
         try:
             self.flush()
         finally:
+            if self.wrote:  # every writing call tells the other processes' listings
+                self.sql("UPDATE serial SET n = n + 1")
+                self.listing.serial = self.sql("SELECT n FROM serial").fetchone()[0]
             self.in_txn = False
             self.sql("COMMIT")
 
@@ -269,6 +286,7 @@ class Db:
         self.in_txn = False
         for table in self.tables.values():
             table.clear_cache()
+        self.listing.reset()
         self.sql("ROLLBACK")
 
     def adopt(self, other: Db) -> None:
@@ -287,8 +305,10 @@ class Db:
             raise
         self.conn.backup(other.conn)
         self.conn.close()
-        self.conn, self.path = other.conn, other.path
+        self.conn, self.path, self.listing = other.conn, other.path, other.listing
+        self.listing.reset()
 
     def close(self) -> None:
-        self.flush()
+        self.begin()
+        self.commit()
         self.conn.close()

@@ -210,14 +210,23 @@ class Cluster:
                           "ON e.store = v.store)").fetchone()
         return row[0] * REPLICATION
 
-    def listing(self, table: str, kind: str) -> list[tuple[str, int, dict[str, str]]]:
-        """(name, size, tags) of every volume or snapshot: what the API's list returns,
-        read by the database without decoding the rows."""
+    def volume_list(self) -> list:
+        """What the API's volume list returns; kept between commands (listing.py)."""
+        return self._listed("volumes", "FakeVolume").volumes()
+
+    def snapshot_list(self) -> list:
+        return self._listed("snapshots", "FakeSnapshot").snapshots()
+
+    def _listed(self, table: str, kind: str):
         self.db.flush()
-        tags = self.db.all_tags(kind)
-        rows = self.db.sql(f"SELECT name, json_extract(doc, '$.size_bytes') FROM {table} "
-                           "ORDER BY name")
-        return [(name, size, tags.get(name, {})) for name, size in rows.fetchall()]
+        kept = self.db.listing
+        if table not in kept.rows:
+            tags = self.db.all_tags(kind)
+            rows = self.db.sql(f"SELECT name, json_extract(doc, '$.size_bytes') FROM {table}")
+            kept.rows[table] = {name: (size, tags.get(name, {})) for name, size in rows}
+        if kept.attached is None:
+            kept.attached = {n: tuple(sorted(a)) for n, a in self.attachments.scan().items()}
+        return kept
 
     def holders(self, host: str, path: str) -> list[str]:
         """What holds a device open on a host: dm devices mapping it, VMs running on it. The

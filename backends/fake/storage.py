@@ -29,13 +29,10 @@ class FakeStorage:
 
     # queries -----------------------------------------------------------------------------
     def list_volumes(self) -> list[Volume]:
-        attached = self.c.attachments.scan()
-        return [Volume(name, size, tags, tuple(sorted(attached.get(name, {}))))
-                for name, size, tags in self.c.listing("volumes", "FakeVolume")]
+        return self.c.volume_list()
 
     def list_snapshots(self) -> list[Snapshot]:
-        return [Snapshot(name, size, tags)
-                for name, size, tags in self.c.listing("snapshots", "FakeSnapshot")]
+        return self.c.snapshot_list()
 
     def template_space(self) -> list[TemplateSpace]:
         free = max(self.c.capacity - self.c.used_bytes(), 0)
