@@ -143,6 +143,7 @@ class FakeBackends:
         if not self._depth:
             with self.transaction():
                 pass  # what was changed outside a call is written, as one call
+            self.cluster.db.park()
 
     def lock(self) -> Callable[[], None]:
         with self.transaction():

@@ -45,6 +45,28 @@ CREATE TABLE IF NOT EXISTS blobs (id INTEGER PRIMARY KEY, seed INTEGER, size INT
 CREATE TABLE IF NOT EXISTS extents (store INTEGER, start INTEGER, end INTEGER,
                                     blob INTEGER, boff INTEGER, PRIMARY KEY (store, start));
 CREATE TABLE IF NOT EXISTS stores (id INTEGER PRIMARY KEY AUTOINCREMENT);
+CREATE TABLE IF NOT EXISTS counted (store INTEGER PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS usage (blob INTEGER, boff INTEGER, n INTEGER, refs INTEGER,
+                                  PRIMARY KEY (blob, boff, n));
+CREATE TABLE IF NOT EXISTS used (id INTEGER PRIMARY KEY CHECK (id = 0), bytes INTEGER);
+INSERT OR IGNORE INTO used VALUES (0, 0);
+CREATE TRIGGER IF NOT EXISTS extent_in AFTER INSERT ON extents
+WHEN NEW.store IN (SELECT store FROM counted) BEGIN
+  INSERT OR IGNORE INTO usage VALUES (NEW.blob, NEW.boff, NEW.end - NEW.start, 0);
+  UPDATE used SET bytes = bytes + NEW.end - NEW.start WHERE (SELECT refs FROM usage WHERE
+    blob = NEW.blob AND boff = NEW.boff AND n = NEW.end - NEW.start) = 0;
+  UPDATE usage SET refs = refs + 1 WHERE blob = NEW.blob AND boff = NEW.boff
+    AND n = NEW.end - NEW.start;
+END;
+CREATE TRIGGER IF NOT EXISTS extent_out AFTER DELETE ON extents
+WHEN OLD.store IN (SELECT store FROM counted) BEGIN
+  UPDATE usage SET refs = refs - 1 WHERE blob = OLD.blob AND boff = OLD.boff
+    AND n = OLD.end - OLD.start;
+  UPDATE used SET bytes = bytes - (OLD.end - OLD.start) WHERE (SELECT refs FROM usage WHERE
+    blob = OLD.blob AND boff = OLD.boff AND n = OLD.end - OLD.start) = 0;
+  DELETE FROM usage WHERE blob = OLD.blob AND boff = OLD.boff AND n = OLD.end - OLD.start
+    AND refs = 0;
+END;
 CREATE TABLE IF NOT EXISTS serial (id INTEGER PRIMARY KEY CHECK (id = 0), n INTEGER);
 INSERT OR IGNORE INTO serial VALUES (0, 0);
 """
@@ -209,9 +231,7 @@ class Db:
                                f"unreadable ({why}); restore it from a copy, or give --state "
                                "a new folder; nothing was changed")
         try:
-            self.conn = sqlite3.connect(path, isolation_level=None, timeout=BUSY_SECONDS)
-            self.conn.execute("PRAGMA journal_mode=WAL")
-            self.conn.execute("PRAGMA synchronous=NORMAL")
+            self.conn: Optional[sqlite3.Connection] = self._connect()
             self.conn.executescript(SCHEMA)
         except sqlite3.DatabaseError as exc:
             raise BackendError("stateUnreadable", f"the fake cluster's state file {path} is "
@@ -221,9 +241,25 @@ class Db:
         self.in_txn = self.wrote = False
         self.listing = listing.for_file(os.path.realpath(path) if path != ":memory:" else path)
 
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, timeout=BUSY_SECONDS)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        return conn
+
+    def park(self) -> None:
+        """Close the file now (SQLite folds its write-ahead log in and removes it), not
+        whenever the garbage collector gets to it: the folder is left as it will stay. The
+        next call opens it again."""
+        if self.conn is not None and self.path != ":memory:" and not self.in_txn:
+            self.conn.close()
+            self.conn = None
+
     def sql(self, query: str, args: tuple = ()) -> sqlite3.Cursor:
         if query.startswith(("INSERT", "DELETE", "UPDATE")):
             self.wrote = True
+        if self.conn is None:
+            self.conn = self._connect()
         try:
             return self.conn.execute(query, args)
         except sqlite3.OperationalError as exc:

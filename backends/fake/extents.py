@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 import random
 from dataclasses import dataclass
 from typing import Iterator, Union
@@ -15,6 +16,22 @@ from typing import Iterator, Union
 from .db import Db
 
 CHUNK = 64 * 1024
+PIECE = 4 * 1024 * 1024
+
+
+def data_ranges(fd: int, size: int) -> Iterator[tuple[int, int]]:
+    """(offset, length) of a sparse file's data, in pieces of at most PIECE bytes."""
+    pos = 0
+    while pos < size:
+        try:
+            pos = os.lseek(fd, pos, os.SEEK_DATA)
+        except OSError:  # ENXIO: nothing but a hole up to the end
+            return
+        end = os.lseek(fd, pos, os.SEEK_HOLE)
+        while pos < end:
+            n = min(PIECE, end - pos)
+            yield pos, n
+            pos += n
 
 
 @dataclass(frozen=True)
@@ -55,11 +72,17 @@ class ExtentStore:
         self.db, self.id = db, ident
 
     @classmethod
-    def new(cls, db: Db) -> ExtentStore:
-        return cls(db, db.sql("INSERT INTO stores DEFAULT VALUES").lastrowid)
+    def new(cls, db: Db, counted: bool = True) -> ExtentStore:
+        """A store; a counted one (a volume's, not a snapshot's) adds its distinct pieces
+        of data to the space used, which the database's triggers keep as extents come and
+        go (db.py), so the space used costs one row to read."""
+        ident = db.sql("INSERT INTO stores DEFAULT VALUES").lastrowid
+        if counted:
+            db.sql("INSERT INTO counted VALUES (?)", (ident,))
+        return cls(db, ident)
 
-    def copy(self) -> ExtentStore:
-        other = ExtentStore.new(self.db)
+    def copy(self, counted: bool = True) -> ExtentStore:
+        other = ExtentStore.new(self.db, counted)
         self.db.sql("INSERT INTO extents SELECT ?, start, end, blob, boff FROM extents "
                     "WHERE store=?", (other.id, self.id))
         return other
@@ -142,6 +165,20 @@ class ExtentStore:
             lo, hi = max(start, offset), min(end, offset + length)
             out.append((lo - offset, hi - offset, blob, boff + lo - start))
         return out
+
+    def save(self, path: str, size: int) -> None:
+        """The store as a sparse file of `size` bytes (a helper program works on it)."""
+        with open(path, "wb") as f:
+            f.truncate(size)
+            for lo, hi in self.extents(0, size):
+                os.pwrite(f.fileno(), self.read(lo, hi - lo), lo)
+
+    def load(self, path: str) -> None:
+        """The store becomes the sparse file's contents."""
+        self.drop()
+        with open(path, "rb") as f:
+            for off, n in data_ranges(f.fileno(), os.fstat(f.fileno()).st_size):
+                self.write(off, os.pread(f.fileno(), n, off))
 
     @property
     def allocated_bytes(self) -> int:

@@ -25,8 +25,6 @@ from xen2kvm.throttle import IoCounters
 from .latency import GuestIo
 from .model import LINEAR_VERSION, Cluster, DmDev, RaidState, check_seconds
 
-COPY_STEP = 32 * 1024 * 1024
-
 
 class FakeHost:
     def __init__(self, cluster: Cluster, name: str, runner: Optional[Runner] = None):
@@ -369,29 +367,9 @@ class FakeHost:
         self.c.mutate(f"helper {argv[0]}")
         with tempfile.TemporaryDirectory(prefix="xen2kvm-helper-") as tmp:
             path = os.path.join(tmp, volume.replace(":", "_"))
-            with open(path, "wb") as f:
-                f.truncate(vol.size_bytes)
-                for lo, hi in vol.store.extents(0, vol.size_bytes):
-                    os.pwrite(f.fileno(), vol.store.read(lo, hi - lo), lo)
+            vol.store.save(path, vol.size_bytes)
             helper.run(self.runner, argv, path, self.helper_sink)
-            self._reload_file(vol, path)
-
-    def _reload_file(self, vol, path: str) -> None:
-        vol.store.drop()
-        store = vol.store
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            pos = 0
-            while pos < size:
-                try:
-                    pos = os.lseek(f.fileno(), pos, os.SEEK_DATA)
-                    end = os.lseek(f.fileno(), pos, os.SEEK_HOLE)
-                except OSError:
-                    break
-                while pos < end:
-                    n = min(end - pos, COPY_STEP)
-                    store.write(pos, os.pread(f.fileno(), n, pos))
-                    pos += n
+            vol.store.load(path)
 
     def sleep(self, seconds: float) -> None:
         # operator completeness: XEN2KVM_FAKE_PACE real seconds per virtual second let a

@@ -205,10 +205,7 @@ class Cluster:
         """Raw bytes stored: every distinct piece of data once per copy (clones share their
         parent's data until written, as StorPool's copy-on-write clones do)."""
         self.db.flush()
-        row = self.db.sql("SELECT coalesce(sum(n), 0) FROM (SELECT DISTINCT e.blob, e.boff, "
-                          "e.end - e.start AS n FROM extents e JOIN volumes v "
-                          "ON e.store = v.store)").fetchone()
-        return row[0] * REPLICATION
+        return self.db.sql("SELECT bytes FROM used").fetchone()[0] * REPLICATION
 
     def volume_list(self) -> list:
         """What the API's volume list returns; kept between commands (listing.py)."""

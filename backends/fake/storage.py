@@ -178,8 +178,8 @@ class FakeStorage:
         vol = self._get(volume)
         if name in self.c.snapshots:
             raise _err("objectExists", f"snapshot {name} already exists")
-        self.c.snapshots[name] = FakeSnapshot(name, vol.size_bytes, dict(tags), vol.store.copy(),
-                                              vol.lineage)
+        self.c.snapshots[name] = FakeSnapshot(name, vol.size_bytes, dict(tags),
+                                              vol.store.copy(counted=False), vol.lineage)
 
     def set_snapshot_tags(self, name: str, tags: Mapping[str, Optional[str]]) -> None:
         self._merge_tags(self._snap(name), tags, f"snapshot {name} tag update")
