@@ -8,6 +8,7 @@ code: a planted state file can at worst be refused as unreadable.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import sqlite3
@@ -239,6 +240,7 @@ class Db:
                                "copy, or give --state a new folder; nothing was changed") from None
         self.tables: dict[tuple[str, str], Table] = {}
         self.in_txn = self.wrote = False
+        self.lockfd: Optional[int] = None
         self.listing = listing.for_file(os.path.realpath(path) if path != ":memory:" else path)
 
     def _connect(self) -> sqlite3.Connection:
@@ -247,6 +249,16 @@ class Db:
         conn.execute("PRAGMA synchronous=NORMAL")
         return conn
 
+    def _queue(self, op: int) -> None:
+        """Processes wait for a call of their own in the kernel's queue of a lock on the
+        file: SQLite's own wait polls with growing sleeps, and a process making call after
+        call would keep the others out, which a real cluster's API does not."""
+        if self.path == ":memory:":
+            return
+        if self.lockfd is None:
+            self.lockfd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        fcntl.flock(self.lockfd, op)
+
     def park(self) -> None:
         """Close the file now (SQLite folds its write-ahead log in and removes it), not
         whenever the garbage collector gets to it: the folder is left as it will stay. The
@@ -254,6 +266,9 @@ class Db:
         if self.conn is not None and self.path != ":memory:" and not self.in_txn:
             self.conn.close()
             self.conn = None
+            if self.lockfd is not None:
+                os.close(self.lockfd)
+                self.lockfd = None
 
     def sql(self, query: str, args: tuple = ()) -> sqlite3.Cursor:
         if query.startswith(("INSERT", "DELETE", "UPDATE")):
@@ -299,7 +314,12 @@ class Db:
         """Start a call: the write lock of the database is taken now, so the call sees every
         other process's last commit; then keep what was changed outside a call (tests edit
         the model directly) and forget the rows read before."""
-        self.sql("BEGIN IMMEDIATE")
+        self._queue(fcntl.LOCK_EX)
+        try:
+            self.sql("BEGIN IMMEDIATE")
+        except BaseException:
+            self._queue(fcntl.LOCK_UN)
+            raise
         self.in_txn, self.wrote = True, False
         serial = self.sql("SELECT n FROM serial").fetchone()[0]
         if serial != self.listing.serial:
@@ -316,14 +336,20 @@ class Db:
                 self.sql("UPDATE serial SET n = n + 1")
                 self.listing.serial = self.sql("SELECT n FROM serial").fetchone()[0]
             self.in_txn = False
-            self.sql("COMMIT")
+            try:
+                self.sql("COMMIT")
+            finally:
+                self._queue(fcntl.LOCK_UN)
 
     def rollback(self) -> None:
         self.in_txn = False
         for table in self.tables.values():
             table.clear_cache()
         self.listing.reset()
-        self.sql("ROLLBACK")
+        try:
+            self.sql("ROLLBACK")
+        finally:
+            self._queue(fcntl.LOCK_UN)
 
     def adopt(self, other: Db) -> None:
         """Become `other` (a new file), taking this one's rows along: a new cluster's first
@@ -347,4 +373,4 @@ class Db:
     def close(self) -> None:
         self.begin()
         self.commit()
-        self.conn.close()
+        self.park()
