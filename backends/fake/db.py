@@ -174,7 +174,9 @@ class Table(MutableMapping):
         return iter(self._names())
 
     def __len__(self) -> int:
-        return len(self._names())
+        self.flush()
+        return self.db.sql(f"SELECT count(*) FROM {self.kind} WHERE scope=?",
+                           (self.scope,)).fetchone()[0]
 
     def flush(self) -> None:
         for name in set(self._loaded) | set(self._cache):

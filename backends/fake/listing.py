@@ -18,39 +18,50 @@ KINDS = ("volumes", "snapshots")
 
 class Listing:
     def __init__(self) -> None:
-        self.serial: Optional[int] = None
-        self.rows: dict[str, dict[str, tuple[int, dict[str, str]]]] = {}
-        self.attached: Optional[dict[str, tuple[str, ...]]] = None
-        self._made: dict[str, list] = {}
+        self.reset()
 
     def reset(self, serial: Optional[int] = None) -> None:
-        self.serial, self.rows, self.attached, self._made = serial, {}, None, {}
+        self.serial = serial
+        self.rows: dict[str, dict[str, tuple[int, dict[str, str]]]] = {}
+        self.attached: Optional[dict[str, tuple[str, ...]]] = None
+        self._made: dict[str, dict[str, object]] = {k: {} for k in KINDS}
+        self._order: dict[str, list[str]] = {}
 
     def note(self, kind: str, name: str, doc: Optional[dict], tags: dict[str, str]) -> None:
-        """This process wrote a row: keep the listing in step (or forget it)."""
+        """This process wrote a row: keep the listing in step."""
         if kind == "attachments":
             if self.attached is not None:
                 self.attached[name] = tuple(sorted(doc["v"])) if doc else ()
-            self._made.pop("volumes", None)
+            self._made["volumes"].pop(name, None)
         elif kind in self.rows:
+            rows = self.rows[kind]
+            if (name in rows) != (doc is not None):
+                self._order.pop(kind, None)
             if doc is None:
-                self.rows[kind].pop(name, None)
+                rows.pop(name, None)
             else:
-                self.rows[kind][name] = (doc["size_bytes"], tags)
-            self._made.pop(kind, None)
+                rows[name] = (doc["size_bytes"], tags)
+            self._made[kind].pop(name, None)
+
+    def _listed(self, kind: str, make) -> list:
+        rows, made = self.rows[kind], self._made[kind]
+        if kind not in self._order:
+            self._order[kind] = sorted(rows)
+        out = []
+        for name in self._order[kind]:
+            obj = made.get(name)
+            if obj is None:
+                obj = made[name] = make(name, *rows[name])
+            out.append(obj)
+        return out
 
     def volumes(self) -> list[Volume]:
-        if "volumes" not in self._made:
-            att = self.attached or {}
-            self._made["volumes"] = [Volume(n, size, dict(tags), att.get(n, ()))
-                                     for n, (size, tags) in sorted(self.rows["volumes"].items())]
-        return list(self._made["volumes"])
+        att = self.attached or {}
+        return self._listed("volumes", lambda n, size, tags: Volume(n, size, dict(tags),
+                                                                    att.get(n, ())))
 
     def snapshots(self) -> list[Snapshot]:
-        if "snapshots" not in self._made:
-            self._made["snapshots"] = [Snapshot(n, size, dict(tags)) for n, (size, tags)
-                                       in sorted(self.rows["snapshots"].items())]
-        return list(self._made["snapshots"])
+        return self._listed("snapshots", lambda n, size, tags: Snapshot(n, size, dict(tags)))
 
 
 _BY_FILE: dict[str, Listing] = {}
