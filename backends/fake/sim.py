@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import random
 import sys
 
@@ -270,9 +271,11 @@ def _failing(ctx: Ctx, args) -> int:
 def _load(ctx: Ctx, args) -> int:
     vm = _vm(_fake(ctx), args.vm)
     path = device_of(ctx, vm, args.disk)
-    if not path.startswith("/dev/mapper/") or args.iops < 0 or args.after < 0:
+    numbers = (args.iops, args.after)
+    if not path.startswith("/dev/mapper/") or not all(math.isfinite(x) and x >= 0
+                                                      for x in numbers):
         raise PlanError("the guest load needs a running VM whose disk is assembled (its dm "
-                        "device carries the I/O counters), and numbers >= 0")
+                        "device carries the I/O counters), and finite numbers >= 0")
     ctx.backends.host_named(vm.host).guest_load(path[len("/dev/mapper/"):], args.iops,
                                                 args.after)
     return 0
