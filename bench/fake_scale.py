@@ -97,18 +97,21 @@ def build(state: Path, pairs: int) -> None:
             migrate(run, i, disks=1, upto=upto)
 
 
-def per_command(work: Path, disks: int, samples: int) -> dict[str, float]:
-    base = work / f"cluster-{disks}"
-    build(base, disks // 2)
-    times: dict[str, list[float]] = {name: [] for name in COMMANDS}
+def per_command(work: Path, sizes: tuple[int, ...], samples: int) -> dict[int, dict]:
+    """Median time of each command per cluster size; the sizes' samples alternate, so that
+    whatever else the machine does weighs on both alike."""
+    for disks in sizes:
+        build(work / f"cluster-{disks}", disks // 2)
+    times = {d: {name: [] for name in COMMANDS} for d in sizes}
     for k in range(samples):
-        state = work / f"sample-{disks}-{k}"
-        shutil.copytree(base, state)  # untimed: each sample starts from the same cluster
-        run = as_process(state)
-        for name, argv in COMMANDS.items():
-            times[name].append(run(*argv(disks // 2 - 1)))
-        shutil.rmtree(state)
-    return {name: statistics.median(t) for name, t in times.items()}
+        for disks in sizes:
+            state = work / f"sample-{disks}-{k}"
+            shutil.copytree(work / f"cluster-{disks}", state)  # untimed: the same start
+            run = as_process(state)
+            for name, argv in COMMANDS.items():
+                times[disks][name].append(run(*argv(disks // 2 - 1)))
+            shutil.rmtree(state)
+    return {d: {name: statistics.median(t) for name, t in times[d].items()} for d in sizes}
 
 
 # 2. and 3. the lifecycle ---------------------------------------------------------------------
@@ -186,8 +189,8 @@ def main() -> None:
         a.sizes, a.processes, a.samples, a.big_disks = "2", "2", 1, 12
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        small = per_command(work, 2, a.samples)
-        big = per_command(work, a.big_disks, a.samples)
+        medians = per_command(work, (2, a.big_disks), a.samples)
+        small, big = medians[2], medians[a.big_disks]
         inproc = [one_process(int(n)) for n in a.sizes.split(",") if n]
         procs = [separate_processes(work, int(n)) for n in a.processes.split(",") if n]
     result = report(small, big, a.big_disks, inproc, procs)
