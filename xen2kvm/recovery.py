@@ -61,6 +61,10 @@ class Group:
 
 def groups(w: World) -> list[Group]:
     """Every migration that has recovery points, oldest generation first."""
+    return list(w.memo("recovery groups", lambda: _groups(w)))
+
+
+def _groups(w: World) -> list[Group]:
     by_key: dict[tuple[str, int], Group] = {}
     for snap in sorted(w.snapshots.values(), key=lambda x: x.name):
         t = snap.tags

@@ -5,13 +5,15 @@ a local state file, so a crashed run is finished by running the same command aga
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Optional
+from typing import Callable, Optional, TypeVar
 
 from . import naming as nm
 from .backend import Snapshot, Volume
 from .dmstatus import RaidStatus, parse_status
 from .errors import PlanError
 from .phases import Phase
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -74,16 +76,37 @@ class World:
         return cls(volumes, host.name, dm, statuses, snapshots, host.paths,
                    getattr(storage, "our_id", None))
 
+    def memo(self, key: str, make: Callable[[], T]) -> T:
+        """What is derived from the whole world, derived once per world: a command asks
+        several times, and a fleet's world holds thousands of volumes. A world whose
+        volumes or snapshots were replaced or grew derives it anew."""
+        cache = self.__dict__.setdefault("_memo", {})
+        stamp = (key, id(self.volumes), len(self.volumes), id(self.snapshots),
+                 len(self.snapshots))
+        if stamp not in cache:
+            cache[stamp] = make()
+        return cache[stamp]
+
     # lookups --------------------------------------------------------------------------------
     def resolve(self, identifier: str) -> Volume:
-        name = nm.resolve(identifier, ((v.name, v.tags) for v in self.volumes.values()))
-        return self.volumes[name]
+        operator = self.memo("operator", lambda: [(v.name, {}) for v in self.volumes.values()
+                                                  if not nm.is_own(v.tags)])
+        return self.volumes[nm.resolve(identifier, operator)]
 
     def get(self, name: str) -> Optional[Volume]:
         return self.volumes.get(name)
 
     def own(self, role: str) -> list[Volume]:
-        return [v for v in self.volumes.values() if v.tags.get(nm.TAG_ROLE) == role]
+        by_role = self.memo("roles", self._by_role)
+        return list(by_role.get(role, ()))
+
+    def _by_role(self) -> dict[str, list[Volume]]:
+        out: dict[str, list[Volume]] = {}
+        for v in self.volumes.values():
+            role = v.tags.get(nm.TAG_ROLE)
+            if role is not None:
+                out.setdefault(role, []).append(v)
+        return out
 
     def dm_using(self, volume: str) -> list[str]:
         path = self.paths.volume(volume)
