@@ -7,7 +7,10 @@ How this test was checked to fail on a broken model: on the pickle model (main, 
 `transaction()` in backends/fake/__init__.py was edited to re-read the state before taking the
 folder's lock (the order issue 13 reported); the racing processes then lost each other's
 volumes (two workers exited 1 with "objectDoesNotExist: volume w1-1 does not exist": a volume
-they had just created was gone) and this test failed. The edit was reverted."""
+they had just created was gone) and this test failed. On the SQLite model (branch db at
+2b54359), `Db.begin()` in backends/fake/db.py was edited to keep the rows cached by earlier calls
+(a read from before the lock): the shared volume's tags came back as w0=2, w1=7 instead of 49,
+and this test failed. Both edits were reverted."""
 
 from __future__ import annotations
 
