@@ -121,6 +121,15 @@ class World:
                 out.append((parsed[0], parsed[1], name))
         return out
 
+    def _linear_users(self) -> dict[str, tuple[str, str]]:
+        """(vm, disk) of the linear device each path appears in (the last by name, if many):
+        read once per world, not once per disk."""
+        out: dict[str, tuple[str, str]] = {}
+        for vm, disk, _ in self.vm_devices(None):
+            for word in self.dm.get(nm.dm_linear(vm, disk), "").split():
+                out[word] = (vm, disk)
+        return out
+
     def refuse_attached(self, vol: Volume, allow_local: bool = False) -> None:
         others = [h for h in vol.attached if not (allow_local and h == self.host)]
         if others:
@@ -148,9 +157,9 @@ class World:
     def _phase(self, d: Disk) -> None:
         kvm = self.volumes.get(d.kvm)
         clone = self.volumes[d.clone]
-        for vm, disk, _ in self.vm_devices(None):
-            if self.paths.volume(d.clone) in self.dm.get(nm.dm_linear(vm, disk), "").split():
-                d.vm, d.disk, d.host = vm, disk, self.host
+        user = self.memo("linear users", self._linear_users).get(self.paths.volume(d.clone))
+        if user:
+            d.vm, d.disk, d.host = *user, self.host
         migrating = kvm is not None and kvm.tags.get(nm.TAG_XEN) == d.clone
         st = self.statuses.get(d.raid) if d.host else None
         d.status = st
