@@ -89,9 +89,19 @@ class World:
 
     # lookups --------------------------------------------------------------------------------
     def resolve(self, identifier: str) -> Volume:
-        operator = self.memo("operator", lambda: [(v.name, {}) for v in self.volumes.values()
-                                                  if not nm.is_own(v.tags)])
-        return self.volumes[nm.resolve(identifier, operator)]
+        by_disk = self.memo("operator volumes by disk", self._operator_by_disk)
+        if ":" in identifier:  # a full volume name: every operator volume may match
+            candidates = [n for names in by_disk.values() for n in names]
+        else:  # `name` or `*:name`: the volumes whose disk identifier it is
+            candidates = by_disk.get(identifier, [])
+        return self.volumes[nm.resolve(identifier, ((n, {}) for n in candidates))]
+
+    def _operator_by_disk(self) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for v in self.volumes.values():
+            if not nm.is_own(v.tags):
+                out.setdefault(nm.disk_of(v.name), []).append(v.name)
+        return out
 
     def get(self, name: str) -> Optional[Volume]:
         return self.volumes.get(name)
