@@ -4,6 +4,7 @@ a local state file, so a crashed run is finished by running the same command aga
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field, replace
 from typing import Callable, Optional, TypeVar
 
@@ -150,6 +151,11 @@ class World:
 
     # derived disks --------------------------------------------------------------------------
     def disks(self) -> list[Disk]:
+        """Every disk this tool's clones describe, derived once per world; a caller gets
+        copies, so that no plan changes what the next one reads."""
+        return [copy.copy(d) for d in self._memo_disks()]
+
+    def _disks(self) -> list[Disk]:
         out = []
         for clone in sorted(self.own(nm.ROLE_CLONE), key=lambda v: v.name):
             t = clone.tags
@@ -162,7 +168,12 @@ class World:
         return out
 
     def disk_for_kvm(self, kvm: str) -> Optional[Disk]:
-        return next((d for d in self.disks() if d.kvm == kvm), None)
+        first = self.memo("disk by kvm", lambda: {d.kvm: d for d in reversed(self._memo_disks())})
+        found = first.get(kvm)
+        return copy.copy(found) if found else None
+
+    def _memo_disks(self) -> list[Disk]:
+        return self.memo("disks", self._disks)
 
     def _phase(self, d: Disk) -> None:
         kvm = self.volumes.get(d.kvm)
