@@ -89,6 +89,7 @@ def build(state: Path, pairs: int) -> None:
     others spread over the phases: a quarter each done, running and syncing, prepared,
     untouched."""
     run = in_process(state)
+    run("sim", "capacity", "100000T")  # room for a quarter of the VMs migrating at once
     for i in range(pairs):
         create(run, i, disks=1)
     for i in range(pairs - 1):

@@ -77,9 +77,9 @@ class FakeBackends:
             raise UsageError(f"the fake cluster's state folder {where} is not a folder; "
                              "give --state a folder (a new one starts an empty cluster)")
         if (where / model.OLD_STATE_FILE).exists():
-            raise UsageError(f"{where} holds a fake cluster in the old pickle format, which is "
-                             "no longer read (nothing of it was loaded); recreate the cluster "
-                             "in a new folder")
+            raise UsageError(f"{where / model.OLD_STATE_FILE} is a fake cluster in the old "
+                             "pickle format, which is no longer read (nothing of it was "
+                             "loaded); recreate the cluster in a new folder")
         self._pending = not where.exists()
         if self._pending:  # a new cluster's folder appears with its first change
             return Db(":memory:")

@@ -26,6 +26,7 @@ class Listing:
         self.attached: Optional[dict[str, tuple[str, ...]]] = None
         self._made: dict[str, dict[str, object]] = {k: {} for k in KINDS}
         self._order: dict[str, list[str]] = {}
+        self._out: dict[str, list] = {}  # the last list made, while nothing of its kind changed
 
     def note(self, kind: str, name: str, doc: Optional[dict], tags: dict[str, str]) -> None:
         """This process wrote a row: keep the listing in step."""
@@ -33,6 +34,7 @@ class Listing:
             if self.attached is not None:
                 self.attached[name] = tuple(sorted(doc["v"])) if doc else ()
             self._made["volumes"].pop(name, None)
+            self._out.pop("volumes", None)
         elif kind in self.rows:
             rows = self.rows[kind]
             if (name in rows) != (doc is not None):
@@ -42,8 +44,11 @@ class Listing:
             else:
                 rows[name] = (doc["size_bytes"], tags)
             self._made[kind].pop(name, None)
+            self._out.pop(kind, None)
 
     def _listed(self, kind: str, make) -> list:
+        if kind in self._out:
+            return list(self._out[kind])
         rows, made = self.rows[kind], self._made[kind]
         if kind not in self._order:
             self._order[kind] = sorted(rows)
@@ -53,7 +58,8 @@ class Listing:
             if obj is None:
                 obj = made[name] = make(name, *rows[name])
             out.append(obj)
-        return out
+        self._out[kind] = out
+        return list(out)
 
     def volumes(self) -> list[Volume]:
         att = self.attached or {}

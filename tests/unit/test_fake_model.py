@@ -135,3 +135,32 @@ def test_extent_store_reads_back_shares_copies_and_keeps_holes_free():
     assert s.read(10**12, 1) == b"x" and copy.read(10**12, 2) == b"yx"
     assert s.refs(10**12 + 1, 10) == copy.refs(10**12 + 1, 10)  # shared, not copied
     assert s.digest() != copy.digest()
+
+
+def test_a_listing_kept_between_commands_sees_another_process_write(tmp_path):
+    """The process keeps its volume list between commands (listing.py); a change another
+    process commits in between must show in the next list, never a stale one."""
+    import subprocess
+    import sys
+
+    from xen2kvm.backends.fake import FakeBackends
+    from xen2kvm.process import Runner
+
+    state = str(tmp_path / "c")
+    here = FakeBackends(state, "h1", Runner())
+    here.storage.create_volume("mine", 512, {"a": "1"})
+    assert [(v.name, dict(v.tags)) for v in here.storage.list_volumes()] == [("mine", {"a": "1"})]
+    other = ("from xen2kvm.backends.fake import FakeBackends\n"
+             "from xen2kvm.process import Runner\n"
+             f"b = FakeBackends({state!r}, 'h2', Runner())\n"
+             "b.storage.create_volume('theirs', 1024, {})\n"
+             "b.storage.set_tags('mine', {'a': None, 'b': '2'})\n"
+             "b.storage.attach('mine', 'h2')\n"
+             "b.close()\n")
+    subprocess.run([sys.executable, "-c", other], check=True, timeout=60)
+    assert [(v.name, v.size_bytes, dict(v.tags), v.attached)
+            for v in here.storage.list_volumes()] == [("mine", 512, {"b": "2"}, ("h2",)),
+                                                      ("theirs", 1024, {}, ())]
+    here.storage.delete_snapshot("none")  # a write of this process after theirs
+    here.storage.create_snapshot("theirs", "snap", {})
+    assert [s.name for s in here.storage.list_snapshots()] == ["snap"]
