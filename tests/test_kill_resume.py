@@ -5,6 +5,7 @@ faults in-process; this is the crash the kernel delivers)."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import random
 import shutil
@@ -15,8 +16,19 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.test_resume import FLOWS, _base, observable  # noqa: E402
+
+def _resume_suite():
+    """tests/test_resume.py's flows and observable, loaded from its file: putting the project's
+    root on sys.path would make its backends/ folder a top-level package (test_core_pieces)."""
+    spec = importlib.util.spec_from_file_location("resume_flows",
+                                                  Path(__file__).with_name("test_resume.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_resume = _resume_suite()
+FLOWS, _base, observable = _resume.FLOWS, _resume._base, _resume.observable
 
 pytestmark = pytest.mark.resume
 
