@@ -66,14 +66,20 @@ def groups(w: World) -> list[Group]:
 
 def _groups(w: World) -> list[Group]:
     by_key: dict[tuple[str, int], Group] = {}
-    for snap in sorted(w.snapshots.values(), key=lambda x: x.name):
+    roles = (nm.ROLE_RP, nm.ROLE_UNDO)
+    for snap in w.snapshots.values():
         t = snap.tags
         role = t.get(nm.TAG_ROLE)
-        if role not in (nm.ROLE_RP, nm.ROLE_UNDO) or not t.get(nm.TAG_RP_MIGRATION):
+        if role not in roles or not t.get(nm.TAG_RP_MIGRATION):
             continue
         key = (t[nm.TAG_RP_MIGRATION], int(t.get(nm.TAG_RP_GEN, "0")))
-        g = by_key.setdefault(key, Group(*key))
+        g = by_key.get(key)
+        if g is None:
+            g = by_key[key] = Group(*key)
         (g.points if role == nm.ROLE_RP else g.undos).append(snap)
+    for g in by_key.values():  # by name within a group: a few each, not all of them sorted
+        g.points.sort(key=lambda x: x.name)
+        g.undos.sort(key=lambda x: x.name)
     return sorted(by_key.values(), key=lambda g: (g.migration, g.gen))
 
 

@@ -90,6 +90,9 @@ class World:
 
     # lookups --------------------------------------------------------------------------------
     def resolve(self, identifier: str) -> Volume:
+        exact = self.volumes.get(identifier)
+        if exact is not None and not nm.is_own(exact.tags):  # a name wins over `*:name`
+            return exact
         by_disk = self.memo("operator volumes by disk", self._operator_by_disk)
         if ":" in identifier:  # a full volume name: every operator volume may match
             candidates = [n for names in by_disk.values() for n in names]
