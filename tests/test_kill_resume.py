@@ -18,9 +18,9 @@ import pytest
 
 
 def _resume_suite():
-    """tests/test_resume.py, loaded by path: the checkout must not go on sys.path (it would
-    make `backends` importable as a top-level package, see tests/unit/test_core_pieces.py)."""
-    spec = importlib.util.spec_from_file_location("resume_suite",
+    """tests/test_resume.py's flows and observable, loaded from its file: putting the project's
+    root on sys.path would make its backends/ folder a top-level package (test_core_pieces)."""
+    spec = importlib.util.spec_from_file_location("resume_flows",
                                                   Path(__file__).with_name("test_resume.py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
