@@ -44,7 +44,7 @@ def ten_gib_migration() -> None:
                          ["prepare", "-x", "xd", "-k", "kd", "-y"],
                          ["sim", "power", "on", "k"],
                          ["sync", "k", "--wait", "--interval", "10", "-y"],
-                         ["verify", "-x", "xd", "-k", "kd"]):
+                         ["verify", "-x", "xd", "-k", "kd", "-y"]):
                 assert cli.main(base + args) == 0, args
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(f"10 GiB case-2 migration on the fake: {time.monotonic() - t0:.2f} s, "

@@ -1,16 +1,10 @@
-"""The fake cluster's cost as it grows (issue 13).
+"""What a command on the fake costs as the cluster grows (issue 13). Prints:
 
-1. Per-command cost, whole processes, median of N samples, on a 2-disk cluster (one XEN VM and
-   one KVM VM, one disk each) and on a --big-disks cluster (the same pair plus other pairs in
-   every phase of the lifecycle). Each sample runs on its own copy of the state folder; the copy
-   is not timed. Goal: big <= 1.5 x small for each command.
-2. The whole lifecycle in one process (cli.main) for each of --sizes VMs x 2 disks of 1 TiB,
-   each size in a fresh child process: wall time and peak RSS. Goal: 1,000 VMs in <= 60 s and
-   <= 300 MB.
-3. The same lifecycle with every command its own process (10 and 100 VMs; 1,000 with --procs-big).
-
-Every lifecycle ends by checking that each KVM VM is migrated: no `xen` tag on its volumes,
-the `xen-*` clones and `x2km*` recovery volumes gone. Goals are printed, never asserted.
+1. each lifecycle command's time as a whole process (median of --samples) on a 2-disk
+   cluster and on a --big-disks cluster, and their ratio (goal: at most 1.5);
+2. the whole lifecycle of N VMs x 2 disks of 1 TiB in one process, each N in a child process
+   of its own: time and peak RSS (goal for 1,000 VMs: 60 s and 300 MB);
+3. the same lifecycle with every command a process of its own (--processes).
 
 Run: .venv/bin/python bench/fake_scale.py [--quick] [--json]   (prints figures; not a test)
 """
@@ -29,220 +23,180 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from xen2kvm import cli
 
-from xen2kvm import cli  # noqa: E402
-
-PROGRAM = str(Path(sys.executable).parent / "xen2kvm")
-GOAL_RATIO, GOAL_SECONDS, GOAL_RSS_MB = 1.5, 60.0, 300.0
-Run = Callable[[list], str]
+GOAL_RATIO, GOAL_SECONDS, GOAL_RSS_MB = 1.5, 60.0, 300
+XEN2KVM = [str(Path(sys.executable).with_name("xen2kvm"))]
 
 
-def names(i: int, disks: int) -> tuple[str, str, list[str], list[str]]:
-    """XEN VM, KVM VM, their disks (pair i)."""
-    suffix = "abcdefgh"[:disks]
-    return f"x{i}", f"k{i}", [f"xd{i}{s}" for s in suffix], [f"kd{i}{s}" for s in suffix]
-
-
-def create(i: int, disks: int, size: str) -> list[list[str]]:
-    xen, kvm, xds, kds = names(i, disks)
-    return [["sim", "create-vm", xen, "--hypervisor", "xen",
-             "--disk", ",".join(f"{d}:{size}" for d in xds)],
-            ["sim", "create-vm", kvm, "--hypervisor", "kvm",
-             "--disk", ",".join(f"{d}:{size}" for d in kds)]]
-
-
-def migrate(i: int, disks: int) -> list[list[str]]:
-    """The README's rehearsal after creation, one stage per entry (prefixes = phases)."""
-    _, kvm, xds, kds = names(i, disks)
-    return [*(["prepare", "-x", x, "-k", k, "-y"] for x, k in zip(xds, kds)),
-            ["sim", "power", "on", kvm],
-            ["sim", "write", kvm, kds[0], "20480", "4096", "--seed", "7"],
-            ["sync", kvm, "-y"],
-            ["sync", kvm, "--wait", "--interval", "3600", "-y"],
-            ["sim", "power", "off", kvm],
-            ["sim", "power", "on", kvm],
-            ["sim", "power", "off", kvm],
-            ["cleanup", kvm, "-y"]]
-
-
-def in_process(state: str) -> Run:
-    def run(args: list) -> str:
-        out = io.StringIO()
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
-            rc = cli.main(["--backend", "fake", "--state", state, *args])
+def in_process(state: Path) -> Callable[..., None]:
+    """A command through cli.main in this process, its output dropped."""
+    def run(*args: str) -> None:
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            rc = cli.main(["--backend", "fake", "--state", str(state), *args])
         if rc != 0:
-            raise RuntimeError(f"xen2kvm {' '.join(args)}: exit {rc}")
-        return out.getvalue()
+            raise SystemExit(f"{' '.join(args)}: exit {rc}: {err.getvalue().strip()}")
     return run
 
 
-def as_process(state: str) -> Run:
-    def run(args: list) -> str:
-        res = subprocess.run([PROGRAM, "--backend", "fake", "--state", state, *args],
-                             capture_output=True, text=True, check=False)
-        if res.returncode != 0:
-            raise RuntimeError(f"xen2kvm {' '.join(args)}: exit {res.returncode}: "
-                               f"{res.stderr.strip()}")
-        return res.stdout
+def as_process(state: Path) -> Callable[..., float]:
+    """A command as a process of its own; returns its wall time."""
+    def run(*args: str) -> float:
+        t0 = time.monotonic()
+        done = subprocess.run([*XEN2KVM, "--backend", "fake", "--state", str(state), *args],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            raise SystemExit(f"{' '.join(args)}: exit {done.returncode}: {done.stderr.strip()}")
+        return time.monotonic() - t0
     return run
 
 
-def migrated(run: Run, vms: int, disks: int) -> bool:
-    """Every KVM VM's disks in phase `migrated` or later, no clone or recovery volume left."""
-    show = json.loads(run(["sim", "show", "--json"]))
-    vols = volumes(show)
-    for i in range(vms):
-        _, _, xds, kds = names(i, disks)
-        if any(k not in vols or "xen" in vols[k] for k in kds):
-            return False
-        gone = [f"xen-{x}" for x in xds] + [f"x2km{n}-{k}" for k in kds for n in (0, 1)]
-        if any(g in vols for g in gone):
-            return False
-    return True
+def create(run, i: int, disks: int = 2, size: str = "1T") -> None:
+    """XEN VM x<i> and its KVM shell k<i>, `disks` disks each (d0, d1, … of the VM)."""
+    for kind, hv in (("x", "xen"), ("k", "kvm")):
+        spec = ",".join(f"{kind}{i}d{j}:{size}" for j in range(disks))
+        run("sim", "create-vm", f"{kind}{i}", "--hypervisor", hv, "--disk", spec)
 
 
-def volumes(show: dict) -> dict:
-    """Volume name -> its tags, from `sim show --json`."""
-    vols = show["volumes"]
-    if isinstance(vols, dict):
-        return {name: v.get("tags", {}) for name, v in vols.items()}
-    return {v["name"]: v.get("tags", {}) for v in vols}
+def migrate(run, i: int, disks: int = 2, upto: str = "cleanup") -> None:
+    """One VM through the procedure: prepare each disk, power on, sync, let the resync
+    finish, sync again (retag), power off (the release hook), cleanup."""
+    steps = [*[("prepare", "-x", f"x{i}d{j}", "-k", f"k{i}d{j}", "-y") for j in range(disks)],
+             ("sim", "power", "on", f"k{i}"), ("sync", f"k{i}", "-y"),
+             ("sim", "tick", "6000"), ("sync", f"k{i}", "-y"),
+             ("sim", "power", "off", f"k{i}"), ("cleanup", f"k{i}", "-y")]
+    for step in steps:
+        run(*step)
+        if step[0] == upto or step[-1] == upto:
+            return
 
 
-def lifecycle(run: Run, vms: int, disks: int, size: str) -> None:
-    for i in range(vms):
-        for args in create(i, disks, size) + migrate(i, disks):
-            run(args)
+# 1. per-command cost -------------------------------------------------------------------------
+COMMANDS = {
+    "prepare": lambda i: ("prepare", "-x", f"x{i}d0", "-k", f"k{i}d0", "-y"),
+    "sim power on": lambda i: ("sim", "power", "on", f"k{i}"),
+    "sim write": lambda i: ("sim", "write", f"k{i}", f"k{i}d0", "1M", "64K", "--seed", "5"),
+    "sync": lambda i: ("sync", f"k{i}", "-y"),
+    "status --json": lambda i: ("status", "--json"),
+}
 
 
-def lifecycle_child(vms: int, procs: bool) -> dict:
-    """One fleet size, in this process: wall time, peak RSS, and whether all ended migrated."""
-    with tempfile.TemporaryDirectory() as d:
-        run = (as_process if procs else in_process)(d)
-        start = time.perf_counter()
-        lifecycle(run, vms, 2, "1T")
-        wall = time.perf_counter() - start
-        ok = migrated(run, vms, 2)
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"vms": vms, "disks": 2 * vms, "processes": procs, "seconds": round(wall, 3),
-            "peak_rss_mib": round(rss, 1), "all_migrated": ok}
-
-
-def lifecycle_fresh(vms: int, procs: bool) -> dict:
-    """lifecycle_child in a fresh interpreter, so that peak RSS figures do not mix."""
-    argv = [sys.executable, __file__, "--child", str(vms)] + (["--child-procs"] if procs else [])
-    res = subprocess.run(argv, capture_output=True, text=True, check=True)
-    return json.loads(res.stdout)
-
-
-MEASURED = ("prepare", "sim power on", "sim write", "sync", "status --json")
-
-
-def measured(i: int) -> list[list[str]]:
-    """The commands timed on pair i, in lifecycle order (each needs the one before)."""
-    _, kvm, xds, kds = names(i, 1)
-    return [["prepare", "-x", xds[0], "-k", kds[0], "-y"], ["sim", "power", "on", kvm],
-            ["sim", "write", kvm, kds[0], "20480", "4096", "--seed", "7"],
-            ["sync", kvm, "-y"], ["status", "--json"]]
-
-
-def cluster(state: str, disks: int) -> None:
-    """Pair 0 (the target) freshly created; the other pairs spread over every lifecycle stage."""
+def build(state: Path, pairs: int) -> None:
+    """`pairs` XEN+KVM pairs of one 1 TiB disk each; the last one is the measured one, the
+    others spread over the phases: a quarter each done, running and syncing, prepared,
+    untouched."""
     run = in_process(state)
-    for i in range(max(disks // 2, 1)):
-        stages = create(i, 1, "1T")
-        rest = migrate(i, 1)
-        for args in stages + rest[:(i * 7) % (len(rest) + 1) if i else 0]:
-            run(args)
+    run("sim", "capacity", "100000T")  # room for a quarter of the VMs migrating at once
+    for i in range(pairs):
+        create(run, i, disks=1)
+    for i in range(pairs - 1):
+        upto = ("cleanup", "sync", "prepare", None)[i % 4]
+        if upto:
+            migrate(run, i, disks=1, upto=upto)
 
 
-def samples(base: str, n: int) -> Iterator[list[float]]:
-    """n runs of the measured commands, each on a fresh copy of the cluster (copy not timed)."""
-    for _ in range(n):
-        with tempfile.TemporaryDirectory() as d:
-            state = str(Path(d) / "state")
-            shutil.copytree(base, state)
-            run, times = as_process(state), []
-            for args in measured(0):
-                start = time.perf_counter()
-                run(args)
-                times.append(time.perf_counter() - start)
-            yield times
+def per_command(work: Path, sizes: tuple[int, ...], samples: int) -> dict[int, dict]:
+    """Median time of each command per cluster size; the sizes' samples alternate, so that
+    whatever else the machine does weighs on both alike."""
+    for disks in sizes:
+        build(work / f"cluster-{disks}", disks // 2)
+    times = {d: {name: [] for name in COMMANDS} for d in sizes}
+    for k in range(samples):
+        for disks in sizes:
+            state = work / f"sample-{disks}-{k}"
+            shutil.copytree(work / f"cluster-{disks}", state)  # untimed: the same start
+            run = as_process(state)
+            for name, argv in COMMANDS.items():
+                times[disks][name].append(run(*argv(disks // 2 - 1)))
+            shutil.rmtree(state)
+    return {d: {name: statistics.median(t) for name, t in times[d].items()} for d in sizes}
 
 
-def per_command(n: int, big_disks: int) -> list[dict]:
-    med = {}
-    for disks in (2, big_disks):
-        with tempfile.TemporaryDirectory() as base:
-            cluster(base, disks)
-            runs = list(samples(base, n))
-        med[disks] = [statistics.median(col) for col in zip(*runs)]
-    return [{"command": c, "small_s": round(s, 4), "big_s": round(b, 4),
-             "ratio": round(b / s, 2), "pass": b / s <= GOAL_RATIO}
-            for c, s, b in zip(MEASURED, med[2], med[big_disks])]
+# 2. and 3. the lifecycle ---------------------------------------------------------------------
+def lifecycle(state: Path, vms: int, run) -> dict:
+    t0 = time.monotonic()
+    for i in range(vms):
+        create(run, i)
+    for i in range(vms):
+        migrate(run, i)
+    wall = time.monotonic() - t0
+    listing = subprocess.run([*XEN2KVM, "--backend", "fake", "--state", str(state),
+                              "status", "--json"], capture_output=True, text=True, check=True)
+    cleaned = sum(d["phase"] == "cleaned" for d in json.loads(listing.stdout))
+    return {"vms": vms, "seconds": round(wall, 2), "disks_migrated": cleaned,
+            "all_migrated": cleaned == 2 * vms}
 
 
-def report(res: dict) -> None:
-    print(f"Per-command cost, whole processes, median of {res['samples']} "
-          f"(2 disks vs {res['big_disks']} disks; goal ratio <= {GOAL_RATIO})")
-    for r in res["per_command"]:
-        print(f"  {r['command']:<14} {r['small_s']:8.3f} s {r['big_s']:8.3f} s "
-              f"x{r['ratio']:<6} {'PASS' if r['pass'] else 'FAIL'}")
-    for r in res["lifecycle"]:
-        how = "separate processes" if r["processes"] else "one process"
-        line = (f"  {r['vms']:>5} VMs x 2 disks of 1 TiB, {how}: {r['seconds']:.1f} s, "
-                f"all migrated: {r['all_migrated']}")
-        if not r["processes"]:
-            line += f", peak RSS {r['peak_rss_mib']:.0f} MiB"
-        if "pass" in r:
-            line += f" -- goal <= {GOAL_SECONDS:.0f} s, <= {GOAL_RSS_MB:.0f} MB: " \
-                    f"{'PASS' if r['pass'] else 'FAIL'}"
-        print(line)
+def lifecycle_child(vms: int) -> None:
+    """Runs in a child process of its own, so that peak RSS is this lifecycle's."""
+    with tempfile.TemporaryDirectory() as tmp:
+        state = Path(tmp) / "cluster"
+        result = lifecycle(state, vms, in_process(state))
+    result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    print(json.dumps(result))
 
 
-def goal(r: dict) -> dict:
-    """The fleet goal applies to the 1,000-VM run in one process."""
-    if r["vms"] >= 1000 and not r["processes"]:
-        r["pass"] = r["seconds"] <= GOAL_SECONDS and r["peak_rss_mib"] * 1.048576 <= GOAL_RSS_MB
-    return r
+def one_process(vms: int) -> dict:
+    done = subprocess.run([sys.executable, __file__, "--lifecycle-child", str(vms)],
+                          capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def parse() -> argparse.Namespace:
-    p = argparse.ArgumentParser()
-    p.add_argument("--sizes", default="10,100,1000", help="fleet sizes in VMs (one process)")
-    p.add_argument("--proc-sizes", default="10,100", help="fleet sizes as separate processes")
-    p.add_argument("--procs-big", action="store_true", help="also 1,000 VMs as processes")
-    p.add_argument("--samples", type=int, default=5)
-    p.add_argument("--big-disks", type=int, default=2000)
-    p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--child", type=int, help=argparse.SUPPRESS)
-    p.add_argument("--child-procs", action="store_true", help=argparse.SUPPRESS)
-    a = p.parse_args()
-    if a.quick:
-        a.sizes, a.proc_sizes, a.samples, a.big_disks = "2", "1", 1, 8
-    elif a.procs_big:
-        a.proc_sizes += ",1000"
-    return a
+def separate_processes(work: Path, vms: int) -> dict:
+    state = work / f"processes-{vms}"
+    run = as_process(state)
+    return lifecycle(state, vms, lambda *a: run(*a))
+
+
+# report --------------------------------------------------------------------------------------
+def report(small: dict, big: dict, disks: int, inproc: list, procs: list) -> dict:
+    print(f"per command, whole processes, median: 2-disk vs {disks}-disk cluster")
+    ratios = {}
+    for name in COMMANDS:
+        ratios[name] = round(big[name] / small[name], 2)
+        verdict = "PASS" if ratios[name] <= GOAL_RATIO else "FAIL"
+        print(f"  {name:<14} {small[name]:.3f} s  {big[name]:.3f} s  ratio {ratios[name]:.2f}"
+              f"  {verdict} (goal <= {GOAL_RATIO})")
+    print("lifecycle of N VMs x 2 disks of 1 TiB, one process:")
+    for r in inproc:
+        ok = r["seconds"] <= GOAL_SECONDS and r["peak_rss_mb"] <= GOAL_RSS_MB
+        goal = f"  {'PASS' if ok else 'FAIL'} (goal at 1000: {GOAL_SECONDS:.0f} s, " \
+               f"{GOAL_RSS_MB} MB)" if r["vms"] >= 1000 else ""
+        print(f"  {r['vms']:>5} VMs  {r['seconds']:8.1f} s  {r['peak_rss_mb']:6.0f} MB peak RSS"
+              f"  all migrated: {r['all_migrated']}{goal}")
+    print("lifecycle, every command a process of its own:")
+    for r in procs:
+        print(f"  {r['vms']:>5} VMs  {r['seconds']:8.1f} s  all migrated: {r['all_migrated']}")
+    return {"per_command": {"small": small, "big": big, "ratio": ratios, "big_disks": disks},
+            "one_process": inproc, "processes": procs}
 
 
 def main() -> None:
-    a = parse()
-    if a.child is not None:
-        print(json.dumps(lifecycle_child(a.child, a.child_procs)))
-        return
-    res = {"samples": a.samples, "big_disks": a.big_disks,
-           "per_command": per_command(a.samples, a.big_disks), "lifecycle": []}
-    for sizes, procs in ((a.sizes, False), (a.proc_sizes, True)):
-        for vms in (int(s) for s in sizes.split(",") if s):
-            res["lifecycle"].append(goal(lifecycle_fresh(vms, procs)))
-    res["all_migrated"] = all(r["all_migrated"] for r in res["lifecycle"])
-    print(json.dumps(res, indent=1) if a.json else "", end="\n" if a.json else "")
-    if not a.json:
-        report(res)
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--sizes", default="10,100,1000", help="VMs per one-process lifecycle")
+    p.add_argument("--processes", default="10,100", help="VMs per process-per-command run")
+    p.add_argument("--samples", type=int, default=5)
+    p.add_argument("--big-disks", type=int, default=2000)
+    p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
+    p.add_argument("--json", action="store_true", help="also print the results as JSON")
+    p.add_argument("--lifecycle-child", type=int, help=argparse.SUPPRESS)
+    a = p.parse_args()
+    if a.lifecycle_child is not None:
+        return lifecycle_child(a.lifecycle_child)
+    if a.quick:
+        a.sizes, a.processes, a.samples, a.big_disks = "2", "2", 1, 12
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        medians = per_command(work, (2, a.big_disks), a.samples)
+        small, big = medians[2], medians[a.big_disks]
+        inproc = [one_process(int(n)) for n in a.sizes.split(",") if n]
+        procs = [separate_processes(work, int(n)) for n in a.processes.split(",") if n]
+    result = report(small, big, a.big_disks, inproc, procs)
+    if a.json:
+        print(json.dumps(result))
 
 
 if __name__ == "__main__":

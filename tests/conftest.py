@@ -8,7 +8,6 @@ import fcntl
 import hashlib
 import io
 import os
-import pickle
 import shlex
 import sys
 import time
@@ -17,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from xen2kvm import cli, legacy
-from xen2kvm.backends.fake import FakeBackends, model
+from xen2kvm.backends.fake import FakeBackends
+from xen2kvm.backends.fake.db import DB_FILE
 from xen2kvm.process import Runner
 from xen2kvm.testing import lab
 
@@ -229,17 +229,17 @@ class FakeRig(Rig):
         try:
             c = self.backends().cluster
         except Xen2KvmError:  # a damaged state folder: its bytes are what must not change
-            return pickle.dumps(self.state_listing())
+            return repr(self.state_listing()).encode()
         seen = [(v.name, v.size_bytes, sorted(v.tags.items()), v.failing,
-                 sorted(c.attachments.get(v.name, {})), sorted(v.store.chunks.items()))
+                 sorted(c.attachments.get(v.name, {})), v.store.digest())
                 for v in sorted(c.volumes.values(), key=lambda v: v.name)]
         seen += [(h.name, sorted((n, d.table, repr(d.raid), d.open_count)
                                  for n, d in h.dm.items()), sorted(h.sysctl.items()))
                  for h in c.hosts.values()]
-        seen += [(n, sn.size_bytes, sorted(sn.tags.items()), sorted(sn.store.chunks.items()))
+        seen += [(n, sn.size_bytes, sorted(sn.tags.items()), sn.store.digest())
                  for n, sn in sorted(c.snapshots.items())]
         seen += [repr(vm) for vm in c.vms.values()] + [c.clock, c.fault_at]
-        return pickle.dumps(seen)
+        return repr(seen).encode()
 
     # observing ------------------------------------------------------------------------------
     def volumes(self) -> dict:
@@ -268,7 +268,7 @@ class FakeRig(Rig):
         self.ok(f"xen2kvm --host xen1 sim write {vm} {disk} {offset} {length} --seed {seed}")
 
     def damage_state(self, damage: str) -> None:
-        path = self.state / model.STATE_FILE
+        path = self.state / DB_FILE
         if damage == "file is truncated":
             path.write_bytes(path.read_bytes()[:100])
         elif damage == "file is empty":

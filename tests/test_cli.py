@@ -16,7 +16,7 @@ def test_demo_runs_both_cases_and_verifies(tmp_path, capsys):
     out = capsys.readouterr().out
     assert out.count("identical") == 3 and "DIFFERENT" not in out
     assert "syncing" in out and "every disk is in sync" in out
-    assert (tmp_path / "demo" / "cluster.pickle").exists()
+    assert (tmp_path / "demo" / "cluster.db").exists()
 
 
 def test_storpool_backend_without_configuration_is_one_line(capsys, monkeypatch, tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import io
 import logging
 import os
@@ -73,7 +74,17 @@ def _adaptive(p: argparse.ArgumentParser) -> None:
                         "measured before the copy starts)")
 
 
+ENV_DEFAULTS = ("XEN2KVM_BACKEND", "XEN2KVM_STATE", "XEN2KVM_HOST", "XEN2KVM_INVENTORY")
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """The parser for the environment's defaults: built once per process and environment, as
+    a rehearsal drives thousands of commands through main() in one process."""
+    return _parser_for(tuple(os.environ.get(k) for k in ENV_DEFAULTS))
+
+
+@functools.lru_cache(maxsize=4)
+def _parser_for(env: tuple) -> argparse.ArgumentParser:
     p = _Parser(prog="xen2kvm", description="Move OnApp VM disks from XEN to KVM on StorPool.")
     p.add_argument("--version", action="version", version=f"xen2kvm {__version__}")
     common_options(p)

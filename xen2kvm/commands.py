@@ -153,7 +153,8 @@ def status(ctx: Ctx, vm: Optional[str], as_json: bool = False) -> int:
         r["recovery"] = ({"state": recovery.state(w, g), "generation": g.gen,
                           "points": g.names()} if g else None)
     if as_json:
-        ctx.say(json.dumps(rows, indent=2))
+        # a disk a line: readable, and encoded by the C encoder (indent= is pure Python)
+        ctx.say("[" + ",\n ".join(json.dumps(r) for r in rows) + "]")
         return 0
     for v in sorted(w.volumes.values(), key=lambda v: v.name):  # runs at work, or dead ones
         for holder in nm.claims(v.tags):

@@ -182,10 +182,9 @@ class Ctx:
         """The fresh world as a planner must see it: without this run's own claim (a recovery
         point must not record it, a plan must not differ for it)."""
         w = self.world()
-        for name, v in w.volumes.items():
-            if key in v.tags:
-                w.volumes[name] = dataclasses.replace(
-                    v, tags={k: t for k, t in v.tags.items() if k != key})
+        w.volumes = {name: dataclasses.replace(v, tags={k: t for k, t in v.tags.items()
+                                                         if k != key}) if key in v.tags else v
+                     for name, v in w.volumes.items()}  # a new dict: what w derived is stale
         return w
 
     def _drop_own_host_claims(self) -> None:

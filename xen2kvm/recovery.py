@@ -61,6 +61,10 @@ class Group:
 
 def groups(w: World) -> list[Group]:
     """Every migration that has recovery points, oldest generation first."""
+    return list(w.memo("recovery groups", lambda: _groups(w)))
+
+
+def _groups(w: World) -> list[Group]:
     by_key: dict[tuple[str, int], Group] = {}
     for snap in sorted(w.snapshots.values(), key=lambda x: x.name):
         t = snap.tags
@@ -74,7 +78,12 @@ def groups(w: World) -> list[Group]:
 
 
 def latest(w: World, migration: str) -> Optional[Group]:
-    return next((g for g in reversed(groups(w)) if g.migration == migration and g.points), None)
+    return w.memo("latest recovery group", lambda: _latest(w)).get(migration)
+
+
+def _latest(w: World) -> dict[str, Group]:
+    """Each migration's newest group that has points (groups come oldest first)."""
+    return {g.migration: g for g in groups(w) if g.points}
 
 
 def matching(w: World, disk: str) -> list[str]:
@@ -119,9 +128,15 @@ def finished(w: World, g: Group) -> bool:
     if g.case1:
         old = w.get(nm.replaced_name(g.migration))
         return old is None or kvm.size_bytes >= old.size_bytes
-    return not any(v.tags.get(nm.TAG_KVM) == g.migration and not v.tags.get(nm.TAG_VS)
-                   and v.tags.get(nm.TAG_ROLE) in (nm.ROLE_CLONE, nm.ROLE_META)
-                   for v in w.volumes.values())
+    return g.migration not in w.memo("unfinished migrations", lambda: _unfinished(w))
+
+
+def _unfinished(w: World) -> set[str]:
+    """The KVM volumes that still have a clone or metadata volume of this tool not yet
+    handed over to their VM (no `vs=` tag)."""
+    return {v.tags.get(nm.TAG_KVM, "") for v in w.volumes.values()
+            if not v.tags.get(nm.TAG_VS)
+            and v.tags.get(nm.TAG_ROLE) in (nm.ROLE_CLONE, nm.ROLE_META)}
 
 
 def mark_ran(w: World, kvm: Volume, vm: str) -> list[s.Step]:

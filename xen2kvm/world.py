@@ -4,14 +4,17 @@ a local state file, so a crashed run is finished by running the same command aga
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field, replace
-from typing import Optional
+from typing import Callable, Optional, TypeVar
 
 from . import naming as nm
 from .backend import Snapshot, Volume
 from .dmstatus import RaidStatus, parse_status
 from .errors import PlanError
 from .phases import Phase
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -74,16 +77,47 @@ class World:
         return cls(volumes, host.name, dm, statuses, snapshots, host.paths,
                    getattr(storage, "our_id", None))
 
+    def memo(self, key: str, make: Callable[[], T]) -> T:
+        """What is derived from the whole world, derived once per world: a command asks
+        several times, and a fleet's world holds thousands of volumes. A world whose
+        volumes or snapshots were replaced or grew derives it anew."""
+        cache = self.__dict__.setdefault("_memo", {})
+        stamp = (key, id(self.volumes), len(self.volumes), id(self.snapshots),
+                 len(self.snapshots))
+        if stamp not in cache:
+            cache[stamp] = make()
+        return cache[stamp]
+
     # lookups --------------------------------------------------------------------------------
     def resolve(self, identifier: str) -> Volume:
-        name = nm.resolve(identifier, ((v.name, v.tags) for v in self.volumes.values()))
-        return self.volumes[name]
+        by_disk = self.memo("operator volumes by disk", self._operator_by_disk)
+        if ":" in identifier:  # a full volume name: every operator volume may match
+            candidates = [n for names in by_disk.values() for n in names]
+        else:  # `name` or `*:name`: the volumes whose disk identifier it is
+            candidates = by_disk.get(identifier, [])
+        return self.volumes[nm.resolve(identifier, ((n, {}) for n in candidates))]
+
+    def _operator_by_disk(self) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for v in self.volumes.values():
+            if not nm.is_own(v.tags):
+                out.setdefault(nm.disk_of(v.name), []).append(v.name)
+        return out
 
     def get(self, name: str) -> Optional[Volume]:
         return self.volumes.get(name)
 
     def own(self, role: str) -> list[Volume]:
-        return [v for v in self.volumes.values() if v.tags.get(nm.TAG_ROLE) == role]
+        by_role = self.memo("roles", self._by_role)
+        return list(by_role.get(role, ()))
+
+    def _by_role(self) -> dict[str, list[Volume]]:
+        out: dict[str, list[Volume]] = {}
+        for v in self.volumes.values():
+            role = v.tags.get(nm.TAG_ROLE)
+            if role is not None:
+                out.setdefault(role, []).append(v)
+        return out
 
     def dm_using(self, volume: str) -> list[str]:
         path = self.paths.volume(volume)
@@ -98,6 +132,15 @@ class World:
                 out.append((parsed[0], parsed[1], name))
         return out
 
+    def _linear_users(self) -> dict[str, tuple[str, str]]:
+        """(vm, disk) of the linear device each path appears in (the last by name, if many):
+        read once per world, not once per disk."""
+        out: dict[str, tuple[str, str]] = {}
+        for vm, disk, _ in self.vm_devices(None):
+            for word in self.dm.get(nm.dm_linear(vm, disk), "").split():
+                out[word] = (vm, disk)
+        return out
+
     def refuse_attached(self, vol: Volume, allow_local: bool = False) -> None:
         others = [h for h in vol.attached if not (allow_local and h == self.host)]
         if others:
@@ -108,6 +151,11 @@ class World:
 
     # derived disks --------------------------------------------------------------------------
     def disks(self) -> list[Disk]:
+        """Every disk this tool's clones describe, derived once per world; a caller gets
+        copies, so that no plan changes what the next one reads."""
+        return [copy.copy(d) for d in self._memo_disks()]
+
+    def _disks(self) -> list[Disk]:
         out = []
         for clone in sorted(self.own(nm.ROLE_CLONE), key=lambda v: v.name):
             t = clone.tags
@@ -120,14 +168,19 @@ class World:
         return out
 
     def disk_for_kvm(self, kvm: str) -> Optional[Disk]:
-        return next((d for d in self.disks() if d.kvm == kvm), None)
+        first = self.memo("disk by kvm", lambda: {d.kvm: d for d in reversed(self._memo_disks())})
+        found = first.get(kvm)
+        return copy.copy(found) if found else None
+
+    def _memo_disks(self) -> list[Disk]:
+        return self.memo("disks", self._disks)
 
     def _phase(self, d: Disk) -> None:
         kvm = self.volumes.get(d.kvm)
         clone = self.volumes[d.clone]
-        for vm, disk, _ in self.vm_devices(None):
-            if self.paths.volume(d.clone) in self.dm.get(nm.dm_linear(vm, disk), "").split():
-                d.vm, d.disk, d.host = vm, disk, self.host
+        user = self.memo("linear users", self._linear_users).get(self.paths.volume(d.clone))
+        if user:
+            d.vm, d.disk, d.host = *user, self.host
         migrating = kvm is not None and kvm.tags.get(nm.TAG_XEN) == d.clone
         st = self.statuses.get(d.raid) if d.host else None
         d.status = st

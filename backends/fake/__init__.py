@@ -1,17 +1,16 @@
-"""The in-memory model of StorPool plus KVM hosts, kept in a folder that many processes share.
+"""The model of StorPool plus KVM hosts, kept in a SQLite database that many processes share.
 
-Every call on the storage or a host is one transaction: under an exclusive lock on the state
-folder the cluster is re-read when another process saved since, the call runs, and a change is
-saved (write, rename) before the lock is let go. Processes on the fake therefore interleave at
-call granularity as they do against a real cluster, nothing is lost between them, and a
-`kill -9` leaves every completed call in place. The run lock is per host (`lock-<host>/`), so
-two fake hosts can race as two real hypervisors can.
+Every call on the storage or a host is one transaction of the database: it takes the write
+lock (`BEGIN IMMEDIATE`), reads the rows it touches, and commits what it changed when it
+returns. Processes on the fake therefore interleave at call granularity as they do against a
+real cluster, nothing is lost between them, and a `kill -9` leaves every completed call in
+place. The run lock is per host (`lock-<host>/`), so two fake hosts can race as two real
+hypervisors can.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
@@ -22,6 +21,7 @@ from xen2kvm.errors import PlanError, Unreachable, UsageError
 from xen2kvm.process import Runner
 
 from . import model
+from .db import DB_FILE, Db
 from .host import FakeHost
 from .storage import FakeStorage
 
@@ -62,51 +62,58 @@ class FakeBackends:
         if not state_dir:
             raise UsageError("the fake backend needs a state folder: --state DIR or XEN2KVM_STATE")
         self.state_dir = Path(state_dir)
-        self._open_folder()
+        self.cluster = model.Cluster(self._open_db())
         self.runner = runner
-        self._depth, self._seen = 0, None
-        self.cluster = model.Cluster()
-        self._generation = self.cluster.generation
-        self._hosts: list[FakeHost] = []
+        self._depth = 0
         self.storage = _Synced(FakeStorage(self.cluster), self)
         host = host or DEFAULT_HOST
         self.lock_dir = str(self.state_dir / f"lock-{host}")
         self.audit_path = self.state_dir / "audit.jsonl"  # operator completeness: its audit log
-        with self.transaction():
-            self.host = self.host_named(host)
+        self.host = self.host_named(host)
 
-    def _open_folder(self) -> None:
+    def _open_db(self) -> Db:
         where = self.state_dir
         if where.exists() and not where.is_dir():
             raise UsageError(f"the fake cluster's state folder {where} is not a folder; "
                              "give --state a folder (a new one starts an empty cluster)")
-        self._fd: Optional[int] = None
-        if where.exists():  # a new cluster's folder appears with its first change
-            self._attach_folder()
+        if (where / model.OLD_STATE_FILE).exists():
+            raise UsageError(f"{where / model.OLD_STATE_FILE} is a fake cluster in the old "
+                             "pickle format, which is no longer read (nothing of it was "
+                             "loaded); recreate the cluster in a new folder")
+        self._pending = not where.exists()
+        if self._pending:  # a new cluster's folder appears with its first change
+            return Db(":memory:")
+        return self._file_db()
 
-    def _attach_folder(self) -> None:
+    def _file_db(self) -> Db:
         where = self.state_dir
         try:
             where.mkdir(parents=True, exist_ok=True)
-            self._fd = os.open(where, os.O_RDONLY | os.O_DIRECTORY)
         except OSError as exc:
             raise PlanError(f"cannot open the fake cluster's state folder {where} "
                             f"({exc.strerror}); fix its permissions") from None
         if not os.access(where, os.W_OK):
-            os.close(self._fd)
-            self._fd = None
             raise PlanError(f"the fake cluster's state folder {where} is read-only; make it "
                             "writable (chmod u+w) or work on a copy")
+        return Db(str(where / DB_FILE))
+
+    def _persist(self) -> None:
+        """Move a new cluster from memory into its folder once it holds a change."""
+        if not self._pending or self.cluster.pristine():
+            return
+        self.cluster.db.adopt(self._file_db())
+        self._pending = False
 
     def host_named(self, name: str) -> FakeHost:
         with self.transaction():
             host = FakeHost(self.cluster, name, self.runner)
-        self._hosts.append(host)
         return _Synced(host, self, lambda: _reachable(host))
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[None]:
-        """Re-read what others saved, run, save what changed: all under the folder's lock."""
+    def transaction(self, atomic: bool = False) -> Iterator[None]:
+        """One call: the database's write lock, the rows it touches, a commit when it
+        returns. A failing call keeps what it did (a spent fault, a failed leg), as the real
+        cluster does, unless it is `atomic` (a sim command that is all or nothing)."""
         if self._depth:
             self._depth += 1
             try:
@@ -114,75 +121,34 @@ class FakeBackends:
             finally:
                 self._depth -= 1
             return
-        if self._fd is None and self.state_dir.exists():
-            self._attach_folder()
-        locked = self._fd is not None
-        if locked:
-            fcntl.flock(self._fd, fcntl.LOCK_EX)
+        db = self.cluster.db
+        db.begin()
         self._depth = 1
         try:
-            if locked:
-                self._refresh()
-            try:
-                yield
-            finally:
-                if not locked and self.cluster.generation != self._generation:
-                    self._attach_folder()
-                    fcntl.flock(self._fd, fcntl.LOCK_EX)
-                    locked = True
-                self._save_if_changed()
+            yield
+        except BaseException:
+            if atomic:
+                db.rollback()
+            else:
+                db.commit()
+            raise
+        else:
+            db.commit()
         finally:
             self._depth = 0
-            if locked:
-                fcntl.flock(self._fd, fcntl.LOCK_UN)
-
-    def _refresh(self) -> None:
-        seen = model.stamp(self.state_dir)
-        if seen == self._seen:
-            return
-        fresh = model.load(self.state_dir)
-        # the same object, new contents: the storage and hosts keep their reference
-        self.cluster.__dict__.clear()
-        self.cluster.__dict__.update(fresh.__dict__)
-        for host in self._hosts:
-            host.state = self.cluster.host(host.name)
-        self._generation, self._seen = self.cluster.generation, seen
-
-    def _save_if_changed(self) -> None:
-        if self.cluster.generation != self._generation:
-            model.save(self.cluster, self.state_dir)
-            self._generation, self._seen = self.cluster.generation, model.stamp(self.state_dir)
+        self._persist()
 
     def close(self) -> None:
-        """Save what the sim commands changed on the cluster object directly (they do not
-        count generations) unless another process saved since this one's last call: then the
-        copy here is stale, and saving it would undo that process's calls. The folder stays
-        open: tests edit the model and close again."""
-        if self._fd is None:
-            empty = model.Cluster()
-            for name in self.cluster.hosts:  # a host looked at is not a change
-                empty.host(name)
-            if model.dump(self.cluster) == model.dump(empty):
-                return  # nothing to keep: no folder for a cluster that never changed
-            self._attach_folder()
-        fcntl.flock(self._fd, fcntl.LOCK_EX)
-        try:
-            if model.stamp(self.state_dir) in (self._seen, None) and \
-                    model.dump(self.cluster) != model.saved_bytes(self.state_dir):
-                model.save(self.cluster, self.state_dir)
-                self._generation, self._seen = (self.cluster.generation,
-                                                model.stamp(self.state_dir))
-        finally:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        """Keep what was changed outside a call (tests edit the model directly)."""
+        if not self._depth:
+            with self.transaction():
+                pass  # what was changed outside a call is written, as one call
+            self.cluster.db.park()
 
     def lock(self) -> Callable[[], None]:
         with self.transaction():
             _reachable(self.host._target)  # a real host's lock is taken on the host
         return lockdir.acquire(self.lock_dir)
-
-    def __del__(self) -> None:
-        with contextlib.suppress(AttributeError, OSError, TypeError):
-            os.close(self._fd)
 
 
 def _reachable(host: FakeHost) -> None:

@@ -90,9 +90,14 @@ class Demo:
         from xen2kvm.backends.fake import FakeBackends
         from xen2kvm.process import Runner
 
+        from .db import Db
+        from .extents import ExtentStore
+
         b = FakeBackends(self.base[3], "demo-checker", Runner())
         xv, kv = b.cluster.volumes[xen], b.cluster.volumes[kvm]
-        expected = xv.store.copy()
+        expected = ExtentStore.new(Db(":memory:"))
+        for lo, hi in xv.store.extents(0, xv.size_bytes):
+            expected.write(lo, xv.store.read(lo, hi - lo))
         for w_vm, disk, off, data in self.writes:
             if w_vm == vm and b.cluster.vms[vm].disks[disk] == kvm and off >= start:
                 expected.write(off - start, data)

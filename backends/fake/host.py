@@ -23,10 +23,7 @@ from xen2kvm.process import Runner
 from xen2kvm.throttle import IoCounters
 
 from .latency import GuestIo
-from .model import LINEAR_VERSION, Cluster, DmDev, RaidState
-from .sparse import CHUNK, SparseStore
-
-COPY_STEP = 32 * 1024 * 1024
+from .model import LINEAR_VERSION, Cluster, DmDev, RaidState, check_seconds
 
 
 class FakeHost:
@@ -34,7 +31,11 @@ class FakeHost:
         self.c = cluster
         self.runner = runner or Runner()
         self.name = name
-        self.state = cluster.host(name)
+        cluster.host(name)
+
+    @property
+    def state(self):
+        return self.c.host(self.name)
 
     # paths and block I/O ---------------------------------------------------------------------
     paths = naming.DEFAULT_PATHS  # the fake's hosts keep their devices where real ones do
@@ -83,6 +84,11 @@ class FakeHost:
         if not path.startswith("/dev/"):  # a file of the host's own (the helper's output)
             with open(path, "rb") as f:
                 return os.pread(f.fileno(), length, offset)
+        if offset < 0 or length < 0:
+            raise DeviceError("EINVAL", f"{path}: invalid offset or length")
+        length = max(0, min(length, self.size(path) - offset))  # a short read at the end
+        if not length:
+            return b""
         return b"".join(v.store.read(o, n) for v, o, n in self._pieces(path, offset, length))
 
     def _write_plain(self, path: str, offset: int, data: bytes) -> None:
@@ -94,6 +100,11 @@ class FakeHost:
             pos += n
 
     def write(self, path: str, offset: int, data: bytes) -> None:
+        if offset < 0:
+            raise DeviceError("EINVAL", f"{path}: invalid offset {offset}")
+        if offset + len(data) > self.size(path):
+            raise DeviceError("ENOSPC", f"{path}: write of {len(data)} bytes at {offset} "
+                                        f"reaches past the end ({self.size(path)} bytes)")
         self.c.mutate(f"write {path}")
         if path.startswith("/dev/mapper/") and self._dm(path).raid:
             self._raid_write(self._dm(path), offset, data)
@@ -122,6 +133,8 @@ class FakeHost:
                 for lo, hi in vol.store.extents(off, n):
                     spans.add((pos + lo - off - base, hi - lo))
                 pos += n
+        if self._refs(path_a, offset_a, length) == self._refs(path_b, offset_b, length):
+            return None  # the same pieces of the same blobs: equal without reading them
         for rel, n in sorted(spans):
             a = self.read(path_a, offset_a + rel, n)
             b = self.read(path_b, offset_b + rel, n)
@@ -129,13 +142,28 @@ class FakeHost:
                 return rel + next(i for i in range(n) if a[i] != b[i])
         return None
 
+    def _refs(self, path: str, base: int, length: int) -> list[list[int]]:
+        out: list[list[int]] = []
+        pos = 0
+        for vol, off, n in self._pieces(path, base, length):
+            for lo, hi, blob, boff in vol.store.refs(off, n):
+                last = out[-1] if out else None
+                if last and last[1] == pos + lo and last[2] == blob and \
+                        last[3] + last[1] - last[0] == boff:
+                    last[1] = pos + hi
+                else:
+                    out.append([pos + lo, pos + hi, blob, boff])
+            pos += n
+        return out
+
     # device-mapper -------------------------------------------------------------------------
     def dm_tables(self) -> dict[str, str]:
-        return {n: d.table for n, d in sorted(self.state.dm.items())}
+        return {n: d.table for n, d in self.state.dm.scan().items()}
 
     def dm_snapshot(self) -> tuple[dict[str, str], dict[str, str]]:
-        tables = self.dm_tables()
-        return tables, {n: self.dm_status(n) for n in tables}
+        devs = self.state.dm.scan()
+        return ({n: d.table for n, d in devs.items()},
+                {n: self._status(d) for n, d in devs.items()})
 
     def dm_targets(self) -> dict[str, tuple[int, ...]]:
         return {"linear": LINEAR_VERSION, "raid": self.state.raid_version}
@@ -144,6 +172,10 @@ class FakeHost:
         dev = self.state.dm.get(name)
         if dev is None:
             raise DeviceError("ENXIO", f"dm device {name} does not exist")
+        return self._status(dev)
+
+    @staticmethod
+    def _status(dev: DmDev) -> str:
         r = dev.raid
         if r is None:
             return "\n".join(f"{s} {n} linear" for s, n, _, _ in dmtables.parse_linear(dev.table))
@@ -217,7 +249,7 @@ class FakeHost:
         dev = self.state.dm.get(name)
         if dev is None:
             return
-        users = [d.name for d in self.state.dm.values()
+        users = [d.name for d in self.state.dm.scan().values()
                  if naming.mapper_path(name) in d.table.split()]
         if dev.open_count or users:
             raise DeviceError("EBUSY", f"dmsetup remove {name}: device or resource busy")
@@ -245,23 +277,18 @@ class FakeHost:
         self._checkpoint(r)
 
     def _copy(self, src: str, dst: str, offset: int, length: int) -> None:
-        data = []
-        pos = offset
-        for vol, off, n in self._pieces(src, offset, length):
-            for lo, hi in vol.store.extents(off, n):
-                data.append((pos + lo - off, vol.store.read(lo, hi - lo)))
-            pos += n
         (dvol, doff, _), = self._pieces(dst, offset, length)
         if dvol.failing:
             raise DeviceError("EIO", f"write to {dvol.name} failed: no space left")
-        dvol.store.discard(doff, length)
-        for where, blob in data:
-            dvol.store.write(doff + where - offset, blob)
+        pos = doff
+        for vol, off, n in list(self._pieces(src, offset, length)):
+            dvol.store.copy_from(vol.store, off, pos, n)
+            pos += n
 
     def advance(self, seconds: float) -> None:
         """Resync every recovering raid1 by what its rate allows in `seconds`; the modelled
         guests write meanwhile."""
-        for dev in self.state.dm.values():
+        for dev in self.state.dm.indexed(1):
             copied = self._resync(dev, seconds)
             if dev.io is not None and seconds > 0:
                 dev.io.account(self.c.clock - seconds, seconds, copied / 1024 / seconds)
@@ -273,8 +300,8 @@ class FakeHost:
         start = r.done
         kib = r.rates.get("max_recovery_rate") or self.state.sysctl["dev.raid.speed_limit_max"]
         budget = int(kib * 1024 * seconds) // 512 * 512
-        while budget > 0 and r.done < r.total:
-            step = min(budget, COPY_STEP, (r.total - r.done) * 512)
+        while budget > 0 and r.done < r.total:  # copies are extent references: one step
+            step = min(budget, (r.total - r.done) * 512)
             try:
                 self._copy(r.legs[0][1], r.legs[1][1], r.done * 512, step)
             except DeviceError:
@@ -340,38 +367,17 @@ class FakeHost:
         self.c.mutate(f"helper {argv[0]}")
         with tempfile.TemporaryDirectory(prefix="xen2kvm-helper-") as tmp:
             path = os.path.join(tmp, volume.replace(":", "_"))
-            with open(path, "wb") as f:
-                f.truncate(vol.size_bytes)
-                for idx, chunk in sorted(vol.store.chunks.items()):
-                    f.seek(idx * CHUNK)
-                    f.write(chunk)
+            vol.store.save(path, vol.size_bytes)
             helper.run(self.runner, argv, path, self.helper_sink)
-            self._reload_file(vol, path)
-
-    @staticmethod
-    def _reload_file(vol, path: str) -> None:
-        store = SparseStore()
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            pos = 0
-            while pos < size:
-                try:
-                    pos = os.lseek(f.fileno(), pos, os.SEEK_DATA)
-                    end = os.lseek(f.fileno(), pos, os.SEEK_HOLE)
-                except OSError:
-                    break
-                f.seek(pos)
-                store.write(pos, f.read(end - pos))
-                pos = end
-        vol.store = store
+            vol.store.load(path)
 
     def sleep(self, seconds: float) -> None:
         # operator completeness: XEN2KVM_FAKE_PACE real seconds per virtual second let a
         # rehearsal (and the live view's test) watch a resync happen; 0, the default, is instant
         pace = float(os.environ.get("XEN2KVM_FAKE_PACE") or 0)
-        if pace > 0:
+        if pace > 0 and check_seconds(seconds):
             time.sleep(seconds * pace)
-        self.c.generation += 1
+        check_seconds(seconds)
         self.c.clock += seconds
         for host in self.c.hosts:
             FakeHost(self.c, host).advance(seconds)

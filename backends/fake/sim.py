@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import random
 import sys
 
@@ -13,6 +14,9 @@ from xen2kvm import naming as nm
 from xen2kvm.context import Ctx
 from xen2kvm.errors import PlanError, UsageError
 from xen2kvm.units import MIB, parse_size
+
+from .extents import Recipe
+from .model import SimVM
 
 BLOCK = 64 * 1024
 
@@ -77,16 +81,26 @@ def seeded(seed: int, length: int) -> bytes:
     return random.Random(seed).randbytes(length)
 
 
-def xen_content(seed: int, size: int):
-    """Recognisable data: a labelled first MiB and 64 KiB blocks spread over the disk."""
+def xen_recipes(seed: int, size: int):
+    """Recognisable data: a labelled first MiB and 64 KiB blocks spread over the disk, as
+    recipes the fake stores without producing them."""
     first = min(size, MIB)
-    yield 0, (b"XEN2KVM-SIM" + bytes(5) + seeded(seed, first))[:first]
+    label = (b"XEN2KVM-SIM" + bytes(5))[:first]
+    yield 0, label
+    if first > len(label):
+        yield len(label), Recipe(seed, first)[0: first - len(label)]
     for i in range(1, 16):
         off = (size * i // 16) // BLOCK * BLOCK
         if off >= first and off + BLOCK <= size:
-            yield off, seeded(seed * 1000 + i, BLOCK)
+            yield off, Recipe(seed * 1000 + i, BLOCK)
     if size >= 2 * MIB:
-        yield size - BLOCK, seeded(seed * 1000 + 99, BLOCK)
+        yield size - BLOCK, Recipe(seed * 1000 + 99, BLOCK)
+
+
+def xen_content(seed: int, size: int):
+    """The same data as bytes (the kernel lab writes it for real)."""
+    for off, data in xen_recipes(seed, size):
+        yield off, bytes(data)
 
 
 def _fake(ctx: Ctx):
@@ -114,8 +128,6 @@ def device_of(ctx: Ctx, vm, disk: str) -> str:
 
 
 def create_vm(ctx: Ctx, vm: str, hypervisor: str, disks: str, seed: int) -> int:
-    from xen2kvm.backends.fake.model import SimVM
-
     cluster = _fake(ctx)
     nm.check_vm(vm)
     if vm in cluster.vms:
@@ -130,7 +142,7 @@ def create_vm(ctx: Ctx, vm: str, hypervisor: str, disks: str, seed: int) -> int:
         if hypervisor == "xen":
             host = ctx.host
             ctx.storage.attach(disk, host.name)
-            for off, data in xen_content(seed + len(cluster.vms) * 7, size):
+            for off, data in xen_recipes(seed + len(cluster.vms) * 7, size):
                 host.write(nm.volume_path(disk), off, data)
             ctx.storage.detach(disk, host.name)
     cluster.vms[vm] = SimVM(vm, hypervisor, {d: d for d, _ in spec})
@@ -222,7 +234,7 @@ def _io(ctx: Ctx, args) -> int:
     host = ctx.backends.host_named(vm.host)
     off, length = parse_size(args.offset), parse_size(args.length)
     if args.sim == "write":
-        host.write(path, off, seeded(args.seed, length))
+        host.write(path, off, Recipe(args.seed, length))
         ctx.say(f"wrote {length} bytes at {off} of {args.vm} {args.disk} via {path}")
         return 0
     data = host.read(path, off, length)
@@ -259,9 +271,11 @@ def _failing(ctx: Ctx, args) -> int:
 def _load(ctx: Ctx, args) -> int:
     vm = _vm(_fake(ctx), args.vm)
     path = device_of(ctx, vm, args.disk)
-    if not path.startswith("/dev/mapper/") or args.iops < 0 or args.after < 0:
+    numbers = (args.iops, args.after)
+    if not path.startswith("/dev/mapper/") or not all(math.isfinite(x) and x >= 0
+                                                      for x in numbers):
         raise PlanError("the guest load needs a running VM whose disk is assembled (its dm "
-                        "device carries the I/O counters), and numbers >= 0")
+                        "device carries the I/O counters), and finite numbers >= 0")
     ctx.backends.host_named(vm.host).guest_load(path[len("/dev/mapper/"):], args.iops,
                                                 args.after)
     return 0
@@ -304,5 +318,8 @@ HANDLERS = {
 
 
 def dispatch(ctx: Ctx, args) -> int:
+    """One sim command is one transaction: what OnApp or a guest does happens whole (and
+    `create-vm` that fails leaves nothing)."""
     _fake(ctx)
-    return HANDLERS[args.sim](ctx, args)
+    with ctx.backends.transaction(atomic=args.sim == "create-vm"):
+        return HANDLERS[args.sim](ctx, args)

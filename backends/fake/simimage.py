@@ -5,28 +5,12 @@ the ranges that hold data are read or written."""
 from __future__ import annotations
 
 import os
-from typing import Iterator
 
 from xen2kvm import naming as nm
 from xen2kvm.context import Ctx
 from xen2kvm.errors import PlanError
 
-PIECE = 4 * 1024 * 1024
-
-
-def _data_ranges(fd: int, size: int) -> Iterator[tuple[int, int]]:
-    """(offset, length) of the file's data, in pieces of at most PIECE bytes."""
-    pos = 0
-    while pos < size:
-        try:
-            pos = os.lseek(fd, pos, os.SEEK_DATA)
-        except OSError:  # ENXIO: nothing but a hole up to the end
-            return
-        end = os.lseek(fd, pos, os.SEEK_HOLE)
-        while pos < end:
-            n = min(PIECE, end - pos)
-            yield pos, n
-            pos += n
+from .extents import data_ranges
 
 
 def _disk_volume(vm, disk: str) -> str:
@@ -51,7 +35,7 @@ def import_image(ctx: Ctx, cluster, vm, disk: str, path: str) -> int:
     ctx.storage.attach(volume, host.name)
     cluster.volumes[volume].store.discard(0, room)  # the image replaces what was there
     with open(path, "rb") as f:
-        for off, n in _data_ranges(f.fileno(), size):
+        for off, n in data_ranges(f.fileno(), size):
             host.write(dev, off, os.pread(f.fileno(), n, off))
     ctx.storage.detach(volume, host.name)
     ctx.say(f"imported {path} ({size} bytes) into {volume}")

@@ -8,7 +8,15 @@ from xen2kvm import naming
 from xen2kvm.backend import Snapshot, TemplateSpace, Volume
 from xen2kvm.errors import BackendError
 
-from .model import PLACEMENT, REPLICATION, TEMPLATE, Cluster, FakeSnapshot, FakeVolume
+from .model import (
+    MAX_VOLUME_BYTES,
+    PLACEMENT,
+    REPLICATION,
+    TEMPLATE,
+    Cluster,
+    FakeSnapshot,
+    FakeVolume,
+)
 
 
 def _err(name: str, descr: str) -> BackendError:
@@ -21,15 +29,10 @@ class FakeStorage:
 
     # queries -----------------------------------------------------------------------------
     def list_volumes(self) -> list[Volume]:
-        return [
-            Volume(v.name, v.size_bytes, dict(v.tags),
-                   tuple(sorted(self.c.attachments.get(v.name, {}))))
-            for v in sorted(self.c.volumes.values(), key=lambda v: v.name)
-        ]
+        return self.c.volume_list()
 
     def list_snapshots(self) -> list[Snapshot]:
-        return [Snapshot(s.name, s.size_bytes, dict(s.tags))
-                for s in sorted(self.c.snapshots.values(), key=lambda s: s.name)]
+        return self.c.snapshot_list()
 
     def template_space(self) -> list[TemplateSpace]:
         free = max(self.c.capacity - self.c.used_bytes(), 0)
@@ -53,6 +56,9 @@ class FakeStorage:
     def _check_size(size: int, what: str = "size") -> None:
         if size <= 0 or size % 512:
             raise _err("invalidParam", f"{what} {size} is not a positive multiple of 512")
+        if size > MAX_VOLUME_BYTES:
+            raise _err("invalidParam", f"{what} {size} is above the largest volume "
+                                       f"({MAX_VOLUME_BYTES} bytes)")
 
     @staticmethod
     def _check_tags(name: str, tags: Mapping[str, Optional[str]]) -> None:
@@ -77,7 +83,7 @@ class FakeStorage:
         self.c.mutate(f"volume {name} create")
         if name in self.c.volumes:
             raise _err("objectExists", f"volume {name} already exists")
-        self.c.volumes[name] = FakeVolume(name, size_bytes, dict(tags),
+        self.c.volumes[name] = FakeVolume(name, size_bytes, dict(tags), self.c.new_store(),
                                           lineage=self.c.new_lineage())
 
     def clone_volume(self, name: str, source: str, tags: Mapping[str, str]) -> None:
@@ -99,6 +105,7 @@ class FakeStorage:
 
     def grow_volume(self, name: str, add_bytes: int) -> None:
         self._check_size(add_bytes, "sizeAdd")
+        self._check_size(self._get(name).size_bytes + add_bytes)
         self.c.mutate(f"volume {name} update size +{add_bytes}")
         self._get(name).size_bytes += add_bytes
 
@@ -129,6 +136,7 @@ class FakeStorage:
         if name not in self.c.volumes:
             return  # a crash may have deleted it already: the goal state holds
         self._busy(name, "delete")
+        self.c.volumes[name].store.drop()
         del self.c.volumes[name]
         self.c.attachments.pop(name, None)
 
@@ -149,14 +157,10 @@ class FakeStorage:
         if not hosts:
             return
         for h in hosts:
-            for dev in self.c.host(h).dm.values():
-                if naming.volume_path(name) in dev.table.split():
-                    raise _err("busy", f"volume {name} is open at client "
-                                       f"{self.c.host(h).client_id} (dm {dev.name})")
-            for vm in self.c.vms.values():
-                if naming.volume_path(name) in vm.opened and vm.host == h:
-                    raise _err("busy", f"volume {name} is open at client "
-                                       f"{self.c.host(h).client_id} (VM {vm.name})")
+            holders = self.c.holders(h, naming.volume_path(name))
+            if holders:
+                raise _err("busy", f"volume {name} is open at client "
+                                   f"{self.c.host(h).client_id} ({holders[0]})")
         self.c.mutate(f"detach volume {name}")
         for h in hosts:
             del current[h]
@@ -174,15 +178,17 @@ class FakeStorage:
         vol = self._get(volume)
         if name in self.c.snapshots:
             raise _err("objectExists", f"snapshot {name} already exists")
-        self.c.snapshots[name] = FakeSnapshot(name, vol.size_bytes, dict(tags), vol.store.copy(),
-                                              vol.lineage)
+        self.c.snapshots[name] = FakeSnapshot(name, vol.size_bytes, dict(tags),
+                                              vol.store.copy(counted=False), vol.lineage)
 
     def set_snapshot_tags(self, name: str, tags: Mapping[str, Optional[str]]) -> None:
         self._merge_tags(self._snap(name), tags, f"snapshot {name} tag update")
 
     def delete_snapshot(self, name: str) -> None:
         self.c.mutate(f"snapshot {name} delete")
-        self.c.snapshots.pop(name, None)
+        snap = self.c.snapshots.pop(name, None)
+        if snap is not None:
+            snap.store.drop()
 
     def revert_volume(self, name: str, snapshot: str) -> None:
         vol, snap = self._get(name), self._snap(snapshot)
@@ -190,6 +196,7 @@ class FakeStorage:
             raise _err("invalidParam", f"snapshot {snapshot} is not a snapshot of volume {name}")
         self._busy(name, "revert")
         self.c.mutate(f"volume {name} revertToSnapshot {snapshot}")
+        vol.store.drop()
         vol.store, vol.size_bytes = snap.store.copy(), snap.size_bytes
 
     def create_from_snapshot(self, name: str, snapshot: str, tags: Mapping[str, str]) -> None:

@@ -7,10 +7,12 @@ converges to exactly what an undisturbed run leaves (abort: every byte of the KV
 
 The controllers are forked from this process (a fork costs milliseconds, a fresh interpreter
 ~0.2 s) and run the real command-line entry points; the fake makes every call one transaction
-under a lock on the state folder, so they interleave at call granularity as on a real cluster.
-The interleaving is steered, not slept into: the second controller starts once the first has
-completed j calls, and the victim kills itself with SIGKILL right after its k-th call. Every
-call is logged (in order, under the cluster lock), and the distinct logs are the interleavings.
+under the database's write lock, so they interleave at call granularity as on a real cluster.
+The interleaving is steered, not slept into: each controller waits for its turn before every
+call, and the parent hands out turns one call at a time, in a seeded order (the second
+controller starts once the first has made j calls); the victim kills itself with SIGKILL right
+after its k-th call. Every call is logged (in order, under the cluster lock), and the distinct
+logs are the interleavings.
 
 XEN2KVM_CHAOS_RUNS (default 200) and XEN2KVM_CHAOS_SEED (default 10) set the budget and seed.
 """
@@ -20,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import itertools
 import os
 import random
 import shutil
@@ -95,39 +98,51 @@ def observable(state: Path) -> tuple:
     return vols, dms
 
 
-def _traced(label: str, log_fd: int, notify: int, kill_at: int):
-    """Wrap the fake's per-call transaction: log each call in cluster order, tell the parent,
-    and SIGKILL this process right after call number `kill_at`."""
+def _traced(label: str, log_fd: int, turns: tuple[int, int], kill_at: int):
+    """Wrap the fake's per-call transaction: wait for this controller's turn, log the call
+    in cluster order, say it is done, and SIGKILL this process right after call `kill_at`."""
     original = FakeBackends.transaction
     calls = [0]
+    grant, done = turns
 
     @contextlib.contextmanager
-    def transaction(self):
+    def transaction(self, atomic=False):
         outer = self._depth == 0
-        with original(self):
+        if outer:
+            os.read(grant, 1)  # the parent's scheduler: one call at a time, in its order
+        with original(self, atomic):
+            before = self.cluster.db.conn.total_changes
             yield
-            if outer:
-                os.write(log_fd, f"{label}{int(self.cluster.generation != self._generation)}\n"
-                         .encode())
+            if outer:  # still under the database's write lock: the log is in cluster order
+                self.cluster.db.flush()
+                changed = self.cluster.db.conn.total_changes != before
+                os.write(log_fd, f"{label}{int(changed)}\n".encode())
         if outer:
             calls[0] += 1
-            if notify >= 0:
-                os.write(notify, b".")
+            os.write(done, b".")
             if calls[0] == kill_at:
                 os.kill(os.getpid(), signal.SIGKILL)
 
     FakeBackends.transaction = transaction
 
 
-def spawn(state: Path, label: str, command: str, host: str, kill_at: int,
-          notify: int = -1) -> int:
+def spawn(state: Path, label: str, command: str, host: str, kill_at: int) -> tuple[int, int, int]:
+    """A controller of its own, forked; returns its pid and the ends of its two pipes the
+    parent keeps: where it grants a call, where it hears the call is done (or, at the end of
+    the file, that the controller is gone)."""
+    grant_r, grant_w = os.pipe()
+    done_r, done_w = os.pipe()
     pid = os.fork()
     if pid:
-        return pid
-    try:  # the child: a controller of its own, to its end or its SIGKILL
+        os.close(grant_r)
+        os.close(done_w)
+        return pid, grant_w, done_r
+    try:  # the child: its command to its end or its SIGKILL
+        os.close(grant_w)
+        os.close(done_r)
         sys.settrace(None)  # coverage's tracer would only slow it: a child never reports
         log_fd = os.open(state / LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
-        _traced(label, log_fd, notify, kill_at)
+        _traced(label, log_fd, (grant_r, done_w), kill_at)
         rc, out = run(state, command, host)
         (state / f"{label}.out").write_text(out)
     except BaseException:
@@ -135,21 +150,35 @@ def spawn(state: Path, label: str, command: str, host: str, kill_at: int,
     os._exit(rc)
 
 
+def _turn(grant: int, done: int) -> bool:
+    """Let one controller make one call; False once it is gone."""
+    with contextlib.suppress(BrokenPipeError):
+        os.write(grant, b".")
+    return os.read(done, 1) == b"."
+
+
 def race(state: Path, command: str, hosts: tuple[str, str], rng: random.Random) -> tuple:
+    """The interleaving is drawn, not timed: A makes its first `start_after` calls alone,
+    then each next call goes to A or B as the seeded generator says."""
     start_after = rng.randrange(0, 12)
     victim = rng.choice("AB-")
     kills = {lab: (rng.randrange(1, 30) if victim == lab else 0) for lab in "AB"}
-    r, w = os.pipe()
-    a = spawn(state, "A", command, hosts[0], kills["A"], w)
-    os.close(w)
-    seen = 0
-    while seen < start_after and os.read(r, 1):
-        seen += 1
-    b = spawn(state, "B", command, hosts[1], kills["B"])
+    kids = {"A": spawn(state, "A", command, hosts[0], kills["A"])}
+    live = ["A"]
+    for step in itertools.count():
+        if "B" not in kids and (step >= start_after or not live):
+            kids["B"] = spawn(state, "B", command, hosts[1], kills["B"])
+            live.append("B")
+        if not live:
+            break
+        lab = live[0] if step < start_after else rng.choice(live)
+        if not _turn(*kids[lab][1:]):
+            live.remove(lab)
     rcs = {}
-    for lab, pid in (("A", a), ("B", b)):
+    for lab, (pid, grant, done) in kids.items():
         rcs[lab] = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
-    os.close(r)
+        os.close(grant)
+        os.close(done)
     return rcs, (state / LOG).read_text().split()
 
 

@@ -1,5 +1,6 @@
-"""Smoke run of bench/fake_scale.py: every lifecycle ends migrated, every figure is reported.
-Asserts on what the benchmark observed on the fake cluster, never on a timing."""
+"""bench/fake_scale.py runs end to end: its smoke run migrates every VM it creates (the
+benchmark reads `status --json` at the end of each lifecycle) and reports every command. Its
+timings are figures for the README, never asserted here."""
 
 from __future__ import annotations
 
@@ -11,15 +12,14 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "fake_scale.py"
 
 
-def test_quick_run_migrates_every_vm_and_reports_every_command():
-    res = subprocess.run([sys.executable, str(BENCH), "--quick", "--json"],
-                         capture_output=True, text=True, check=True, timeout=600)
-    out = json.loads(res.stdout)
-    assert [r["command"] for r in out["per_command"]] == [
-        "prepare", "sim power on", "sim write", "sync", "status --json"]
-    for r in out["per_command"]:
-        assert r["small_s"] > 0 and r["big_s"] > 0 and isinstance(r["pass"], bool)
-    modes = {(r["processes"], r["vms"]) for r in out["lifecycle"]}
-    assert modes == {(False, 2), (True, 1)}
-    assert all(r["all_migrated"] for r in out["lifecycle"]) and out["all_migrated"]
-    assert all(r["peak_rss_mib"] > 0 for r in out["lifecycle"])
+def test_the_scale_benchmark_migrates_every_vm_and_reports_every_command():
+    done = subprocess.run([sys.executable, str(BENCH), "--quick", "--json"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    commands = {"prepare", "sim power on", "sim write", "sync", "status --json"}
+    for size in ("small", "big"):
+        assert set(result["per_command"][size]) == commands
+    runs = result["one_process"] + result["processes"]
+    assert runs and all(r["all_migrated"] and r["disks_migrated"] == 2 * r["vms"] for r in runs)
+    assert all(r["peak_rss_mb"] > 0 for r in result["one_process"])

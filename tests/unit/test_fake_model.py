@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from xen2kvm.backends.fake import model
+from xen2kvm.backends.fake.db import Db
+from xen2kvm.backends.fake.extents import CHUNK, ExtentStore
 from xen2kvm.backends.fake.host import FakeHost
-from xen2kvm.backends.fake.sparse import CHUNK, SparseStore
 from xen2kvm.backends.fake.storage import FakeStorage
 from xen2kvm.errors import BackendError, DeviceError, InjectedFault
 
@@ -97,8 +98,11 @@ def test_dm_model_refuses_like_the_kernel():
         host.dm_reload("r", "0 16 linear /dev/storpool/a 0")
     with pytest.raises(DeviceError):
         host.dm_status("r")
-    with pytest.raises(DeviceError):
-        host.read("/dev/storpool/a", 8000, 1024)
+    # the kernel's reads stop at the end of the device (a short read), they do not fail
+    assert len(host.read("/dev/storpool/a", 8000, 1024)) == 8192 - 8000
+    assert host.read("/dev/storpool/a", 9000, 1024) == b""
+    with pytest.raises(DeviceError, match="ENOSPC|past the end"):
+        host.write("/dev/storpool/a", 8000, bytes(1024))
     assert host.dm_status("l") == "0 16 linear"
     with pytest.raises(DeviceError):
         host.sysctl_get("no.such")
@@ -115,17 +119,48 @@ def test_fault_hook_fails_the_kth_mutation_once():
     assert [v.name for v in sp.list_volumes()] == ["a", "b"]
 
 
-def test_sparse_store_reads_back_and_drops_zero_chunks():
-    s = SparseStore()
+def test_extent_store_reads_back_shares_copies_and_keeps_holes_free():
+    s = ExtentStore.new(Db(":memory:"))
     s.write(CHUNK - 3, b"abcdef")
-    assert s.read(CHUNK - 4, 8) == b"\0abcdef\0" and len(s.chunks) == 2
-    assert list(s.extents(0, 4 * CHUNK)) == [(0, CHUNK), (CHUNK, 2 * CHUNK)]
+    assert s.read(CHUNK - 4, 8) == b"\0abcdef\0"
+    assert list(s.extents(0, 4 * CHUNK)) == [(CHUNK - 3, CHUNK + 3)]
     s.discard(CHUNK - 3, 3)
     assert s.read(CHUNK - 3, 6) == b"\0\0\0def"
-    s.discard(0, 10 * CHUNK)
-    assert s.chunks == {} and s.allocated_bytes == 0
+    s.write(CHUNK, bytes(3))  # zeros punch a hole, as a thin volume keeps them
+    assert s.allocated_bytes == 0 and list(s.extents(0, 10 * CHUNK)) == []
     s.write(10**12, b"x" * CHUNK * 2)
-    extents = list(s.extents(0, 2 * 10**12))
-    assert len(extents) == 3 and sum(hi - lo for lo, hi in extents) == 3 * CHUNK
-    assert s.read(10**12, 2 * CHUNK) == b"x" * 2 * CHUNK
-    assert s.copy().chunks == s.chunks
+    assert s.read(10**12 - 1, 2 * CHUNK + 2) == b"\0" + b"x" * 2 * CHUNK + b"\0"
+    copy = s.copy()
+    copy.write(10**12, b"y")
+    assert s.read(10**12, 1) == b"x" and copy.read(10**12, 2) == b"yx"
+    assert s.refs(10**12 + 1, 10) == copy.refs(10**12 + 1, 10)  # shared, not copied
+    assert s.digest() != copy.digest()
+
+
+def test_a_listing_kept_between_commands_sees_another_process_write(tmp_path):
+    """The process keeps its volume list between commands (listing.py); a change another
+    process commits in between must show in the next list, never a stale one."""
+    import subprocess
+    import sys
+
+    from xen2kvm.backends.fake import FakeBackends
+    from xen2kvm.process import Runner
+
+    state = str(tmp_path / "c")
+    here = FakeBackends(state, "h1", Runner())
+    here.storage.create_volume("mine", 512, {"a": "1"})
+    assert [(v.name, dict(v.tags)) for v in here.storage.list_volumes()] == [("mine", {"a": "1"})]
+    other = ("from xen2kvm.backends.fake import FakeBackends\n"
+             "from xen2kvm.process import Runner\n"
+             f"b = FakeBackends({state!r}, 'h2', Runner())\n"
+             "b.storage.create_volume('theirs', 1024, {})\n"
+             "b.storage.set_tags('mine', {'a': None, 'b': '2'})\n"
+             "b.storage.attach('mine', 'h2')\n"
+             "b.close()\n")
+    subprocess.run([sys.executable, "-c", other], check=True, timeout=60)
+    assert [(v.name, v.size_bytes, dict(v.tags), v.attached)
+            for v in here.storage.list_volumes()] == [("mine", 512, {"b": "2"}, ("h2",)),
+                                                      ("theirs", 1024, {}, ())]
+    here.storage.delete_snapshot("none")  # a write of this process after theirs
+    here.storage.create_snapshot("theirs", "snap", {})
+    assert [s.name for s in here.storage.list_snapshots()] == ["snap"]
