@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
@@ -137,6 +138,12 @@ class FakeBackends:
         finally:
             self._depth = 0
         self._persist()
+        # XEN2KVM_FAKE_CALL_PAUSE=S: S real seconds after every call that changed something,
+        # as a slow API spreads a command's changes in time (a kill at a random moment then
+        # lands between two of them)
+        pause = float(os.environ.get("XEN2KVM_FAKE_CALL_PAUSE") or 0)
+        if pause > 0 and db.wrote:
+            time.sleep(pause)
 
     def close(self) -> None:
         """Keep what was changed outside a call (tests edit the model directly)."""
