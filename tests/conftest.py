@@ -340,7 +340,6 @@ class FakeRig(Rig):
     def move_to_kvm(self, vm: str) -> None:
         b = self.backends()
         b.cluster.vms[vm].hypervisor = "kvm"
-        b.cluster.generation += 1
         b.close()
 
     def guest_write(self, vm: str, disk: str, offset: int, length: int, seed: int) -> bytes:
@@ -381,7 +380,6 @@ class FakeRig(Rig):
     def wipe(self, volume: str, length: int) -> None:
         b = self.backends()
         b.cluster.volumes[volume].store.discard(0, length)
-        b.cluster.generation += 1
         b.close()
 
     def set_failing(self, volume: str, failing: bool) -> None:

@@ -126,6 +126,8 @@ class FakeHost:
         return [(a, b - a) for a, b in spans]
 
     def first_difference(self, path_a, offset_a, path_b, offset_b, length) -> Optional[int]:
+        if self._refs(path_a, offset_a, length) == self._refs(path_b, offset_b, length):
+            return None  # the same pieces of the same blobs: equal without reading them
         spans = set()
         for path, base in ((path_a, offset_a), (path_b, offset_b)):
             pos = base
@@ -133,8 +135,6 @@ class FakeHost:
                 for lo, hi in vol.store.extents(off, n):
                     spans.add((pos + lo - off - base, hi - lo))
                 pos += n
-        if self._refs(path_a, offset_a, length) == self._refs(path_b, offset_b, length):
-            return None  # the same pieces of the same blobs: equal without reading them
         for rel, n in sorted(spans):
             a = self.read(path_a, offset_a + rel, n)
             b = self.read(path_b, offset_b + rel, n)
@@ -249,9 +249,7 @@ class FakeHost:
         dev = self.state.dm.get(name)
         if dev is None:
             return
-        users = [d.name for d in self.state.dm.scan().values()
-                 if naming.mapper_path(name) in d.table.split()]
-        if dev.open_count or users:
+        if dev.open_count or self.c.holders(self.name, naming.mapper_path(name)):
             raise DeviceError("EBUSY", f"dmsetup remove {name}: device or resource busy")
         del self.state.dm[name]
 
@@ -332,7 +330,6 @@ class FakeHost:
         dev = self.state.dm.get(name)
         if dev is None:
             raise DeviceError("ENOENT", f"{name}: no such dm device on {self.name}")
-        self.c.generation += 1
         dev.io = dev.io or GuestIo()
         dev.io.plan(self.c.clock + after, iops)
 
@@ -374,10 +371,10 @@ class FakeHost:
     def sleep(self, seconds: float) -> None:
         # operator completeness: XEN2KVM_FAKE_PACE real seconds per virtual second let a
         # rehearsal (and the live view's test) watch a resync happen; 0, the default, is instant
-        pace = float(os.environ.get("XEN2KVM_FAKE_PACE") or 0)
-        if pace > 0 and check_seconds(seconds):
-            time.sleep(seconds * pace)
         check_seconds(seconds)
+        pace = float(os.environ.get("XEN2KVM_FAKE_PACE") or 0)
+        if pace > 0:
+            time.sleep(seconds * pace)
         self.c.clock += seconds
         for host in self.c.hosts:
             FakeHost(self.c, host).advance(seconds)

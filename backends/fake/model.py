@@ -165,7 +165,6 @@ class Cluster:
         self.hosts = self.db.table("hosts", self._host_codec())
         self.vms = self.db.table("vms", _plain_codec(SimVM))
         self.meta = self.db.table("meta", _plain_codec(None))
-        self.generation = 0  # kept for callers that mark a change; the tables see it anyway
 
     def _host_codec(self) -> Codec:
         def encode(h: HostState) -> dict:

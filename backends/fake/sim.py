@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import random
 import sys
 
 from xen2kvm import commands
@@ -78,7 +77,8 @@ def _add_state_parsers(s) -> None:
 
 
 def seeded(seed: int, length: int) -> bytes:
-    return random.Random(seed).randbytes(length)
+    """The sim's content for a seed: what a Recipe of it reads as."""
+    return bytes(Recipe(seed, length))
 
 
 def xen_recipes(seed: int, size: int):
@@ -174,7 +174,6 @@ def power(ctx: Ctx, state: str, name: str) -> int:
         for path in vm.opened:
             host.open_device(path, -1)
         vm.opened, vm.running = [], False
-        cluster.generation += 1
         if vm.hypervisor == "kvm":
             ctx.opts.yes = True
             commands.release(ctx, name)
@@ -222,7 +221,6 @@ def show(ctx: Ctx, as_json: bool) -> int:
 def _capacity(ctx: Ctx, cluster, size, free) -> int:
     if size or free:
         cluster.capacity = parse_size(size) if size else cluster.used_bytes() + parse_size(free)
-        cluster.generation += 1
     used = cluster.used_bytes()
     ctx.say(f"capacity {cluster.capacity} bytes, used {used}, free {cluster.capacity - used}")
     return 0
@@ -264,7 +262,6 @@ def _failing(ctx: Ctx, args) -> int:
     if args.volume not in cluster.volumes:
         raise PlanError(f"no volume {args.volume}")
     cluster.volumes[args.volume].failing = args.sim == "fail-volume"
-    cluster.generation += 1
     return 0
 
 
@@ -284,7 +281,6 @@ def _load(ctx: Ctx, args) -> int:
 def _fault(ctx: Ctx, args) -> int:
     cluster = _fake(ctx)
     cluster.inject_fault(args.k)
-    cluster.generation += 1
     return 0
 
 
@@ -295,14 +291,12 @@ def _kernel(ctx: Ctx, args) -> int:
     for h in cluster.hosts.values():
         h.raid_version = parse_version(args.raid_version)
     cluster.host(ctx.host.name).raid_version = parse_version(args.raid_version)
-    cluster.generation += 1
     return 0
 
 
 def _host(ctx: Ctx, args) -> int:
     cluster = _fake(ctx)
     cluster.host(args.name).down = args.host_state == "down"
-    cluster.generation += 1
     return 0
 
 
