@@ -65,6 +65,10 @@ class StorageBackend(Protocol):
     def list_volumes(self) -> list[Volume]:
         """All volumes with tags and attachments, in a constant number of calls."""
 
+    def volumes_by_name(self) -> dict[str, Volume]:
+        """`list_volumes` as a new dict by name, in name order (a model that keeps its
+        listing between calls hands out a copy of it instead of building one)."""
+
     def create_volume(self, name: str, size_bytes: int, tags: Mapping[str, str],
                       template: str = "") -> None: ...
 
@@ -80,6 +84,9 @@ class StorageBackend(Protocol):
 
     def delete_volume(self, name: str) -> None:
         """Delete a detached volume; deleting one already gone is success."""
+
+    def snapshots_by_name(self) -> dict[str, Snapshot]:
+        """`list_snapshots` as a new dict by name, in name order."""
 
     def list_snapshots(self) -> list[Snapshot]:
         """All snapshots with their tags, in one call."""

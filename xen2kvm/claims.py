@@ -36,10 +36,11 @@ class Claim(Step):
             ctx.storage.set_tags(name, {key: None})
         for name in self.names:
             ctx.storage.set_tags(name, {self.key: "1"})
-        tags = {v.name: v.tags for v in ctx.storage.list_volumes()}
+        now = ctx.storage.volumes_by_name()
         mine = self.key[len(naming.CLAIM_PREFIX):]
         for name in self.names:
-            others = [h for h in naming.claims(tags.get(name, {})) if h != mine]
+            others = [h for h in naming.claims(now[name].tags if name in now else {})
+                      if h != mine]
             if others:
                 Unclaim(self.key).apply(ctx)
                 raise ClaimBusy(claim_message(name, others[0]))

@@ -178,13 +178,17 @@ class Ctx:
         return cl.Claim(names, self._claim_key,
                        tuple((n, nm.CLAIM_PREFIX + h) for n, h in foreign))
 
-    def _world_unclaimed(self, key: str) -> World:
+    def _world_unclaimed(self, claim: cl.Claim) -> World:
         """The fresh world as a planner must see it: without this run's own claim (a recovery
-        point must not record it, a plan must not differ for it)."""
+        point must not record it, a plan must not differ for it). Only the volumes it claimed
+        carry its key: the key names this process and a random token."""
         w = self.world()
-        w.volumes = {name: dataclasses.replace(v, tags={k: t for k, t in v.tags.items()
-                                                         if k != key}) if key in v.tags else v
-                     for name, v in w.volumes.items()}  # a new dict: what w derived is stale
+        w.volumes = dict(w.volumes)  # a new dict: what w derived is stale
+        for name in claim.names:
+            v = w.volumes.get(name)
+            if v is not None and claim.key in v.tags:
+                w.volumes[name] = dataclasses.replace(
+                    v, tags={k: t for k, t in v.tags.items() if k != claim.key})
         return w
 
     def _drop_own_host_claims(self) -> None:
@@ -218,7 +222,7 @@ class Ctx:
             return plan
         try:
             self._apply(claim)
-            w = self._world_unclaimed(claim.key)
+            w = self._world_unclaimed(claim)
             fresh = replan(w)
             fresh.steps = cl.born_claimed(fresh.steps, claim.key)
             self.last = (w, fresh)

@@ -17,12 +17,13 @@ from .world import World
 def plan_cleanup(w: World, vm: Optional[str]) -> Plan:
     if vm:
         nm.check_vm(vm)
-    kvms = {v.tags.get(nm.TAG_KVM) for v in w.volumes.values() if nm.is_own(v.tags)}
+    own = sorted((v for role in nm.OWN_ROLES for v in w.own(role)), key=lambda v: v.name)
+    kvms = {v.tags.get(nm.TAG_KVM) for v in own}
     plan = Plan()
     victims = []
-    for v in sorted(w.volumes.values(), key=lambda v: v.name):
+    for v in own:
         role, vs, kvm = v.tags.get(nm.TAG_ROLE), v.tags.get(nm.TAG_VS), v.tags.get(nm.TAG_KVM)
-        if role not in nm.OWN_ROLES or v.name in kvms or not kvm:
+        if v.name in kvms or not kvm:
             continue
         if vm is not None and vs != vm:
             continue

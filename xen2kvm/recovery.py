@@ -10,7 +10,7 @@ second, later point of already-changed data (the first one wins).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import Iterable, Optional, Sequence
 
 from . import naming as nm
 from . import steps as s
@@ -61,13 +61,15 @@ class Group:
 
 def groups(w: World) -> list[Group]:
     """Every migration that has recovery points, oldest generation first."""
-    return list(w.memo("recovery groups", lambda: _groups(w)))
+    return list(w.memo("recovery groups", lambda: _groups(w), ("snapshots",)))
 
 
-def _groups(w: World) -> list[Group]:
+def _groups(w: World, names: Optional[Iterable[str]] = None) -> list[Group]:
+    """The groups of the snapshots named (all of them by default), oldest generation first."""
     by_key: dict[tuple[str, int], Group] = {}
     roles = (nm.ROLE_RP, nm.ROLE_UNDO)
-    for snap in w.snapshots.values():
+    snaps = w.snapshots.values() if names is None else (w.snapshots[n] for n in names)
+    for snap in snaps:
         t = snap.tags
         role = t.get(nm.TAG_ROLE)
         if role not in roles or not t.get(nm.TAG_RP_MIGRATION):
@@ -84,12 +86,15 @@ def _groups(w: World) -> list[Group]:
 
 
 def latest(w: World, migration: str) -> Optional[Group]:
-    return w.memo("latest recovery group", lambda: _latest(w)).get(migration)
+    """The migration's newest group that has points: read off its own snapshots only (the
+    world's index of them by migration), as a fleet has thousands of others."""
+    return w.memo(f"latest recovery group of {migration}", lambda: _latest(w, migration),
+                  None)
 
 
-def _latest(w: World) -> dict[str, Group]:
-    """Each migration's newest group that has points (groups come oldest first)."""
-    return {g.migration: g for g in groups(w) if g.points}
+def _latest(w: World, migration: str) -> Optional[Group]:
+    names = w.tagged("snapshots", nm.TAG_RP_MIGRATION).get(migration, ())
+    return next((g for g in reversed(_groups(w, names)) if g.points), None)
 
 
 def matching(w: World, disk: str) -> list[str]:
@@ -100,7 +105,12 @@ def matching(w: World, disk: str) -> list[str]:
 
 
 def _next_gen(w: World, migration: str, volumes: Sequence[str]) -> int:
-    used = [int(x.tags.get(nm.TAG_RP_GEN, "0")) for x in w.snapshots.values()
+    by_migration = w.tagged("snapshots", nm.TAG_RP_MIGRATION)
+    by_volume = w.tagged("snapshots", nm.TAG_RP_VOLUME)
+    # every snapshot that may name them (by migration, or as the volume taken), then the test
+    maybe = {n for key in (migration, *volumes)
+             for n in (*by_migration.get(key, ()), *by_volume.get(key, ()))}
+    used = [int(x.tags.get(nm.TAG_RP_GEN, "0")) for x in map(w.snapshots.__getitem__, maybe)
             if x.tags.get(nm.TAG_RP_MIGRATION) == migration
             or nm.rp_volume(x.tags) in volumes]
     return max(used, default=0) + 1
@@ -134,15 +144,15 @@ def finished(w: World, g: Group) -> bool:
     if g.case1:
         old = w.get(nm.replaced_name(g.migration))
         return old is None or kvm.size_bytes >= old.size_bytes
-    return g.migration not in w.memo("unfinished migrations", lambda: _unfinished(w))
+    return g.migration not in w.memo("unfinished migrations", lambda: _unfinished(w),
+                                     ("volumes",))
 
 
 def _unfinished(w: World) -> set[str]:
     """The KVM volumes that still have a clone or metadata volume of this tool not yet
     handed over to their VM (no `vs=` tag)."""
-    return {v.tags.get(nm.TAG_KVM, "") for v in w.volumes.values()
-            if not v.tags.get(nm.TAG_VS)
-            and v.tags.get(nm.TAG_ROLE) in (nm.ROLE_CLONE, nm.ROLE_META)}
+    return {v.tags.get(nm.TAG_KVM, "") for v in (*w.own(nm.ROLE_CLONE), *w.own(nm.ROLE_META))
+            if not v.tags.get(nm.TAG_VS)}
 
 
 def mark_ran(w: World, kvm: Volume, vm: str) -> list[s.Step]:

@@ -16,6 +16,12 @@ from .phases import Phase
 
 T = TypeVar("T")
 
+FIELDS = ("volumes", "snapshots", "dm", "statuses", "host", "paths", "client")
+# the tags whose values the world indexes (World.tagged)
+INDEXED = {"volumes": (nm.TAG_ROLE,), "snapshots": (nm.TAG_RP_MIGRATION, nm.TAG_RP_VOLUME)}
+# what the last world of this process derived, per key: (its inputs, the result)
+_DERIVED: dict[str, tuple[tuple, object]] = {}
+
 
 @dataclass
 class Disk:
@@ -66,8 +72,8 @@ class World:
 
     @classmethod
     def read(cls, storage, host) -> World:
-        volumes = {v.name: v for v in storage.list_volumes()}
-        snapshots = {s.name: s for s in storage.list_snapshots()}
+        volumes = storage.volumes_by_name()
+        snapshots = storage.snapshots_by_name()
         dm, raw = host.dm_snapshot()
         statuses = {}
         for name, table in dm.items():
@@ -77,23 +83,47 @@ class World:
         return cls(volumes, host.name, dm, statuses, snapshots, host.paths,
                    getattr(storage, "our_id", None))
 
-    def memo(self, key: str, make: Callable[[], T]) -> T:
-        """What is derived from the whole world, derived once per world: a command asks
-        several times, and a fleet's world holds thousands of volumes. A world whose
-        volumes or snapshots were replaced or grew derives it anew."""
+    def memo(self, key: str, make: Callable[[], T],
+             on: Optional[tuple[str, ...]] = FIELDS) -> T:
+        """What is derived from the world, derived once per world: a command asks several
+        times, and a fleet's world holds thousands of volumes. A world whose volumes or
+        snapshots were replaced or grew derives it anew, unless the last world of this
+        process that derived it had equal inputs (`on` names the fields it reads; None: not
+        shared, for what is cheap and asked of many keys): a run reads the world again
+        after each change, and most changes leave most inputs as they were. What is derived
+        is shared, so no caller changes it."""
         cache = self.__dict__.setdefault("_memo", {})
         stamp = (key, id(self.volumes), len(self.volumes), id(self.snapshots),
                  len(self.snapshots))
-        if stamp not in cache:
+        if stamp in cache:
+            return cache[stamp]
+        if on is None:
             cache[stamp] = make()
+            return cache[stamp]
+        inputs = tuple(getattr(self, f) for f in on)
+        last = _DERIVED.get(key)
+        if last is not None and last[0] == inputs:  # equal objects compare by identity
+            cache[stamp] = last[1]
+        else:
+            cache[stamp] = make()
+            # copies of the dicts: a world whose dict is changed in place is not equal
+            _DERIVED[key] = (tuple(dict(x) if isinstance(x, dict) else x for x in inputs),
+                             cache[stamp])
         return cache[stamp]
+
+    def tagged(self, kind: str, tag: str) -> dict[str, tuple[str, ...]]:
+        """The names of the volumes or snapshots (`kind`) by the value of one of their tags
+        (one of INDEXED), each value's names sorted."""
+        key = f"{kind} by tag"
+        return self.memo(key, lambda: _index(key, getattr(self, kind), INDEXED[kind]),
+                         (kind,))[tag]
 
     # lookups --------------------------------------------------------------------------------
     def resolve(self, identifier: str) -> Volume:
         exact = self.volumes.get(identifier)
         if exact is not None and not nm.is_own(exact.tags):  # a name wins over `*:name`
             return exact
-        by_disk = self.memo("operator volumes by disk", self._operator_by_disk)
+        by_disk = self.memo("operator volumes by disk", self._operator_by_disk, ("volumes",))
         if ":" in identifier:  # a full volume name: every operator volume may match
             candidates = [n for names in by_disk.values() for n in names]
         else:  # `name` or `*:name`: the volumes whose disk identifier it is
@@ -111,16 +141,8 @@ class World:
         return self.volumes.get(name)
 
     def own(self, role: str) -> list[Volume]:
-        by_role = self.memo("roles", self._by_role)
-        return list(by_role.get(role, ()))
-
-    def _by_role(self) -> dict[str, list[Volume]]:
-        out: dict[str, list[Volume]] = {}
-        for v in self.volumes.values():
-            role = v.tags.get(nm.TAG_ROLE)
-            if role is not None:
-                out.setdefault(role, []).append(v)
-        return out
+        """The tool's volumes of one role, by name."""
+        return [self.volumes[n] for n in self.tagged("volumes", nm.TAG_ROLE).get(role, ())]
 
     def dm_using(self, volume: str) -> list[str]:
         path = self.paths.volume(volume)
@@ -181,7 +203,8 @@ class World:
     def _phase(self, d: Disk) -> None:
         kvm = self.volumes.get(d.kvm)
         clone = self.volumes[d.clone]
-        user = self.memo("linear users", self._linear_users).get(self.paths.volume(d.clone))
+        users = self.memo("linear users", self._linear_users, ("dm",))
+        user = users.get(self.paths.volume(d.clone))
         if user:
             d.vm, d.disk, d.host = *user, self.host
         migrating = kvm is not None and kvm.tags.get(nm.TAG_XEN) == d.clone
@@ -202,3 +225,58 @@ class World:
         else:
             d.phase = Phase.UNPREPARED
             d.problem = d.problem or "prepare did not finish: rerun the same prepare command"
+
+
+def _index(key: str, objs: dict, tags: tuple[str, ...]) -> dict[str, dict[str, tuple[str, ...]]]:
+    """`objs`' names by the value of each of `tags`. Brought up to date from what the last
+    world derived for `key` when few objects differ from that world's: between two reads of
+    a fleet, a few objects change among thousands, and the fake's listing hands out an
+    unchanged object again (a real listing's objects are all new: it is derived anew)."""
+    last = _DERIVED.get(key)
+    if last is not None:
+        (old,), index = last
+        changed, gone = _changed(old, objs)
+        if len(changed) + len(gone) <= len(objs) // 8:
+            return {tag: _update(index[tag], tag, old, objs, changed, gone) for tag in tags}
+    out = {}
+    for tag in tags:
+        grouped: dict[str, list[str]] = {}
+        for name, obj in objs.items():
+            value = obj.tags.get(tag)
+            if value is not None:
+                grouped.setdefault(value, []).append(name)
+        out[tag] = {value: tuple(sorted(names)) for value, names in grouped.items()}
+    return out
+
+
+def _update(index: dict[str, tuple[str, ...]], tag: str, old: dict, objs: dict,
+            changed: list[str], gone: set[str]) -> dict[str, tuple[str, ...]]:
+    out = dict(index)  # the last world's index stays as it was
+    for name in (*changed, *gone):
+        before = old.get(name)
+        value = before.tags.get(tag) if before is not None else None
+        if value is not None:
+            out[value] = tuple(n for n in out[value] if n != name)
+            if not out[value]:
+                del out[value]
+    for name in changed:
+        value = objs[name].tags.get(tag)
+        if value is not None:
+            out[value] = tuple(sorted((*out.get(value, ()), name)))
+    return out
+
+
+def _changed(old: dict, new: dict, chunk: int = 64) -> tuple[list[str], set[str]]:
+    """The names whose object is not the one `old` has, and the names gone. Two listings in
+    the same name order are compared a chunk at a time (a chunk of equal objects is skipped
+    at C speed), the chunks that differ name by name."""
+    gone = old.keys() - new.keys()
+    names = list(new)
+    if gone or len(old) != len(new):
+        return [n for n in names if old.get(n) is not new[n]], gone
+    before, now = list(old.values()), list(new.values())
+    changed = []
+    for i in range(0, len(now), chunk):
+        if before[i:i + chunk] != now[i:i + chunk]:
+            changed += [n for n in names[i:i + chunk] if old.get(n) is not new[n]]
+    return changed, gone

@@ -24,50 +24,51 @@ class Listing:
         self.serial = serial
         self.rows: dict[str, dict[str, tuple[int, dict[str, str]]]] = {}
         self.attached: Optional[dict[str, tuple[str, ...]]] = None
-        self._made: dict[str, dict[str, object]] = {k: {} for k in KINDS}
-        self._order: dict[str, list[str]] = {}
-        self._out: dict[str, list] = {}  # the last list made, while nothing of its kind changed
+        # the objects last listed, by name, changed in place as rows change (a call changes
+        # one row among thousands); in name order but for names added since (`_added`)
+        self._by: dict[str, dict[str, Volume | Snapshot]] = {}
+        self._added: set[str] = set()
 
     def note(self, kind: str, name: str, doc: Optional[dict], tags: dict[str, str]) -> None:
         """This process wrote a row: keep the listing in step."""
         if kind == "attachments":
             if self.attached is not None:
                 self.attached[name] = tuple(sorted(doc["v"])) if doc else ()
-            self._made["volumes"].pop(name, None)
-            self._out.pop("volumes", None)
+            if name in self.rows.get("volumes", {}):
+                self._patch("volumes", name)
         elif kind in self.rows:
-            rows = self.rows[kind]
-            if (name in rows) != (doc is not None):
-                self._order.pop(kind, None)
             if doc is None:
-                rows.pop(name, None)
+                self.rows[kind].pop(name, None)
             else:
-                rows[name] = (doc["size_bytes"], tags)
-            self._made[kind].pop(name, None)
-            self._out.pop(kind, None)
+                self.rows[kind][name] = (doc["size_bytes"], tags)
+            self._patch(kind, name)
 
-    def _listed(self, kind: str, make) -> list:
-        if kind in self._out:
-            return list(self._out[kind])
-        rows, made = self.rows[kind], self._made[kind]
-        if kind not in self._order:
-            self._order[kind] = sorted(rows)
-        out = []
-        for name in self._order[kind]:
-            obj = made.get(name)
-            if obj is None:
-                obj = made[name] = make(name, *rows[name])
-            out.append(obj)
-        self._out[kind] = out
-        return list(out)
+    def _patch(self, kind: str, name: str) -> None:
+        listed = self._by.get(kind)
+        if listed is None:
+            return
+        if name not in self.rows[kind]:
+            listed.pop(name, None)
+            return
+        if name not in listed:
+            self._added.add(kind)
+        listed[name] = self._make(kind, name)
 
-    def volumes(self) -> list[Volume]:
-        att = self.attached or {}
-        return self._listed("volumes", lambda n, size, tags: Volume(n, size, dict(tags),
-                                                                    att.get(n, ())))
+    def _make(self, kind: str, name: str) -> Volume | Snapshot:
+        size, tags = self.rows[kind][name]
+        if kind == "snapshots":
+            return Snapshot(name, size, dict(tags))
+        return Volume(name, size, dict(tags), (self.attached or {}).get(name, ()))
 
-    def snapshots(self) -> list[Snapshot]:
-        return self._listed("snapshots", lambda n, size, tags: Snapshot(n, size, dict(tags)))
+    def by_name(self, kind: str) -> dict:
+        """Every object of a kind by name, in name order: a new dict (the objects are
+        shared, and frozen)."""
+        if kind not in self._by:
+            self._by[kind] = {n: self._make(kind, n) for n in sorted(self.rows[kind])}
+        elif kind in self._added:  # the few names added go to their places
+            self._by[kind] = dict(sorted(self._by[kind].items()))
+            self._added.discard(kind)
+        return dict(self._by[kind])
 
 
 _BY_FILE: dict[str, Listing] = {}

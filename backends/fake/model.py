@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from xen2kvm.errors import InjectedFault, PlanError
 
@@ -109,12 +109,12 @@ def _volume_codec(db: Db, kind: type) -> Codec:
     return Codec(encode, decode, tags=kind.__name__, index=lambda v: v.store.id)
 
 
-def _plain_codec(kind: Optional[type]) -> Codec:
+def _plain_codec(kind: Optional[type], index: Optional[Callable[[Any], int]] = None) -> Codec:
     """A dataclass as its fields (or, without a kind, a JSON value as itself)."""
     if kind is None:
         return Codec(lambda v: {"v": v}, lambda name, doc: doc["v"])
     return Codec(lambda v: {k: val for k, val in dataclasses.asdict(v).items() if k != "name"},
-                 lambda name, doc: kind(name=name, **doc))
+                 lambda name, doc: kind(name=name, **doc), index=index)
 
 
 def _dm_codec() -> Codec:
@@ -163,7 +163,8 @@ class Cluster:
         self.snapshots = self.db.table("snapshots", _volume_codec(self.db, FakeSnapshot))
         self.attachments = self.db.table("attachments", _plain_codec(None))
         self.hosts = self.db.table("hosts", self._host_codec())
-        self.vms = self.db.table("vms", _plain_codec(SimVM))
+        # indexed: whether the VM holds devices open, so that a detach searches only those
+        self.vms = self.db.table("vms", _plain_codec(SimVM, lambda vm: int(bool(vm.opened))))
         self.meta = self.db.table("meta", _plain_codec(None))
 
     def _host_codec(self) -> Codec:
@@ -206,12 +207,12 @@ class Cluster:
         self.db.flush()
         return self.db.sql("SELECT bytes FROM used").fetchone()[0] * REPLICATION
 
-    def volume_list(self) -> list:
-        """What the API's volume list returns; kept between commands (listing.py)."""
-        return self._listed("volumes", "FakeVolume").volumes()
+    def volume_list(self) -> dict:
+        """What the API's volume list returns, by name; kept between commands (listing.py)."""
+        return self._listed("volumes", "FakeVolume").by_name("volumes")
 
-    def snapshot_list(self) -> list:
-        return self._listed("snapshots", "FakeSnapshot").snapshots()
+    def snapshot_list(self) -> dict:
+        return self._listed("snapshots", "FakeSnapshot").by_name("snapshots")
 
     def _listed(self, table: str, kind: str):
         self.db.flush()
@@ -230,8 +231,10 @@ class Cluster:
         self.db.flush()
         dms = self.db.sql("SELECT name, json_extract(doc, '$.table') FROM dm WHERE scope=? "
                           "AND instr(json_extract(doc, '$.table'), ?)", (host, path)).fetchall()
+        # a row written before the VMs' index column existed has none there: searched too
         vms = self.db.sql("SELECT vms.name FROM vms, json_each(vms.doc, '$.opened') o WHERE "
-                          "o.value=? AND json_extract(vms.doc, '$.host')=?", (path, host))
+                          "(vms.store IS NULL OR vms.store=1) AND o.value=? AND "
+                          "json_extract(vms.doc, '$.host')=?", (path, host))
         return ([f"dm {n}" for n, table in dms if path in table.split()] +
                 sorted(f"VM {n}" for n, in vms.fetchall()))
 

@@ -29,9 +29,15 @@ class FakeStorage:
 
     # queries -----------------------------------------------------------------------------
     def list_volumes(self) -> list[Volume]:
-        return self.c.volume_list()
+        return list(self.c.volume_list().values())
 
     def list_snapshots(self) -> list[Snapshot]:
+        return list(self.c.snapshot_list().values())
+
+    def volumes_by_name(self) -> dict[str, Volume]:
+        return self.c.volume_list()
+
+    def snapshots_by_name(self) -> dict[str, Snapshot]:
         return self.c.snapshot_list()
 
     def template_space(self) -> list[TemplateSpace]:

@@ -126,7 +126,13 @@ class StorPoolStorage:
             if exc.name != "objectDoesNotExist":  # a crash may have deleted it already
                 raise
 
+    def volumes_by_name(self) -> dict[str, Volume]:
+        return {v.name: v for v in self.list_volumes()}
+
     # snapshots (recovery points) ----------------------------------------------------------
+    def snapshots_by_name(self) -> dict[str, Snapshot]:
+        return {x.name: x for x in self.list_snapshots()}
+
     def list_snapshots(self) -> list[Snapshot]:
         return self._read("snapshots", lambda: sorted(
             (self._snapshot(x) for x in self.client.call("snapshotsList")),
