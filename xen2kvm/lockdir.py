@@ -81,6 +81,8 @@ def acquire(path: str) -> Callable[[], None]:
         who = f" (pid {holder})" if holder.isdigit() else ""
         raise LockBusy(f"another xen2kvm run holds {where}{who}; wait for it to finish and "
                        "rerun the same command") from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    holder = f"{os.getpid()}\n".encode()
+    os.pwrite(fd, holder, 0)
+    if os.fstat(fd).st_size > len(holder):  # cut a longer pid's end only: a truncate to
+        os.ftruncate(fd, len(holder))       # nothing first costs a metadata write every run
     return lambda: os.close(fd)

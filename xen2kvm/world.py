@@ -267,16 +267,15 @@ def _update(index: dict[str, tuple[str, ...]], tag: str, old: dict, objs: dict,
 
 
 def _changed(old: dict, new: dict, chunk: int = 64) -> tuple[list[str], set[str]]:
-    """The names whose object is not the one `old` has, and the names gone. Two listings in
-    the same name order are compared a chunk at a time (a chunk of equal objects is skipped
-    at C speed), the chunks that differ name by name."""
-    gone = old.keys() - new.keys()
+    """The names whose object is not the one `old` has, and the names gone. Two listings of
+    the same names in the same order are compared a chunk at a time (a chunk of the same
+    objects is passed over at C speed), the chunks that differ name by name."""
     names = list(new)
-    if gone or len(old) != len(new):
-        return [n for n in names if old.get(n) is not new[n]], gone
+    if list(old) != names:
+        return [n for n in names if old.get(n) is not new[n]], old.keys() - new.keys()
     before, now = list(old.values()), list(new.values())
-    changed = []
+    changed: list[str] = []
     for i in range(0, len(now), chunk):
         if before[i:i + chunk] != now[i:i + chunk]:
             changed += [n for n in names[i:i + chunk] if old.get(n) is not new[n]]
-    return changed, gone
+    return changed, set()

@@ -148,8 +148,9 @@ class FakeBackends:
     def close(self) -> None:
         """Keep what was changed outside a call (tests edit the model directly)."""
         if not self._depth:
-            with self.transaction():
-                pass  # what was changed outside a call is written, as one call
+            if self.cluster.db.touched():
+                with self.transaction():
+                    pass  # what was changed outside a call is written, as one call
             self.cluster.db.park()
 
     def lock(self) -> Callable[[], None]:

@@ -339,6 +339,10 @@ class Db:
         self.flush()
         self._forget()
 
+    def touched(self) -> bool:
+        """Rows were read outside a call (and may have been changed there)."""
+        return any(table._cache or table._loaded for table in self.tables.values())
+
     def _forget(self) -> None:
         for table in self.tables.values():
             table.clear_cache()
