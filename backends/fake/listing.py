@@ -9,6 +9,7 @@ the next listing is read again from the database.
 
 from __future__ import annotations
 
+import bisect
 from typing import Optional
 
 from xen2kvm.backend import Snapshot, Volume
@@ -27,7 +28,10 @@ class Listing:
         # the objects last listed, by name, changed in place as rows change (a call changes
         # one row among thousands); in name order but for names added since (`_added`)
         self._by: dict[str, dict[str, Volume | Snapshot]] = {}
-        self._added: set[str] = set()
+        self._added: dict[str, set[str]] = {}
+        # kinds whose dict lost names: CPython copies a dict with holes entry by entry, one
+        # without them in one block (thousands of times faster), so it is made anew once
+        self._holes: set[str] = set()
 
     def note(self, kind: str, name: str, doc: Optional[dict], tags: dict[str, str]) -> None:
         """This process wrote a row: keep the listing in step."""
@@ -48,10 +52,11 @@ class Listing:
         if listed is None:
             return
         if name not in self.rows[kind]:
-            listed.pop(name, None)
+            if listed.pop(name, None) is not None:
+                self._holes.add(kind)
             return
         if name not in listed:
-            self._added.add(kind)
+            self._added.setdefault(kind, set()).add(name)
         listed[name] = self._make(kind, name)
 
     def _make(self, kind: str, name: str) -> Volume | Snapshot:
@@ -65,10 +70,21 @@ class Listing:
         shared, and frozen)."""
         if kind not in self._by:
             self._by[kind] = {n: self._make(kind, n) for n in sorted(self.rows[kind])}
-        elif kind in self._added:  # the few names added go to their places
-            self._by[kind] = dict(sorted(self._by[kind].items()))
-            self._added.discard(kind)
+        elif kind in self._added or kind in self._holes:
+            self._by[kind] = self._in_order(self._by[kind], self._added.pop(kind, set()))
+            self._holes.discard(kind)
         return dict(self._by[kind])
+
+    @staticmethod
+    def _in_order(listed: dict, added: set[str]) -> dict:
+        """`listed` in name order again: the names added since it was are at its end, and
+        go to their places one by one (a few, among thousands already in order)."""
+        names = list(listed)
+        tail = len([n for n in added if n in listed])
+        ordered = names[:len(names) - tail]
+        for name in names[len(names) - tail:]:
+            bisect.insort(ordered, name)
+        return {n: listed[n] for n in ordered}
 
 
 _BY_FILE: dict[str, Listing] = {}
