@@ -3,8 +3,8 @@ sequence of changes it must list what a fresh read of the rows lists, in name or
 
 import random
 
-from xen2kvm.backends.fake.listing import Listing
 from xen2kvm.backend import Snapshot, Volume
+from xen2kvm.backends.fake.listing import Listing
 
 
 def test_the_patched_listing_equals_a_fresh_one_after_every_change():
