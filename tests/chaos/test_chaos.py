@@ -82,19 +82,32 @@ def base(state: Path) -> dict[str, str]:
     return {v: digest(state, v) for v in ("xd", "kd")}
 
 
+@contextlib.contextmanager
+def cluster(state: Path):
+    """The model, read directly, and closed after: a database left open until the garbage
+    collector gets to it folds its log in and removes it at a moment of its choosing (such as
+    in the middle of the rmtree of its folder)."""
+    b = FakeBackends(str(state), "kvm1", Runner())
+    try:
+        yield b.cluster
+    finally:
+        b.close()
+
+
 def digest(state: Path, volume: str, start: int = 0, end: int = 0) -> str:
-    vol = FakeBackends(str(state), "kvm1", Runner()).cluster.volumes[volume]
-    return hashlib.sha256(vol.store.read(start, (end or vol.size_bytes) - start)).hexdigest()
+    with cluster(state) as c:
+        vol = c.volumes[volume]
+        return hashlib.sha256(vol.store.read(start, (end or vol.size_bytes) - start)).hexdigest()
 
 
 def observable(state: Path) -> tuple:
-    c = FakeBackends(str(state), "kvm1", Runner()).cluster
-    vols = tuple((v.name, v.size_bytes, tuple(sorted(v.tags.items())),
-                  tuple(sorted(c.attachments.get(v.name, {}))),
-                  hashlib.sha256(v.store.read(0, v.size_bytes)).hexdigest())
-                 for v in sorted(c.volumes.values(), key=lambda v: v.name))
-    dms = tuple((h.name, tuple(sorted((n, d.table) for n, d in h.dm.items())))
-                for h in sorted(c.hosts.values(), key=lambda h: h.name) if h.dm)
+    with cluster(state) as c:
+        vols = tuple((v.name, v.size_bytes, tuple(sorted(v.tags.items())),
+                      tuple(sorted(c.attachments.get(v.name, {}))),
+                      hashlib.sha256(v.store.read(0, v.size_bytes)).hexdigest())
+                     for v in sorted(c.volumes.values(), key=lambda v: v.name))
+        dms = tuple((h.name, tuple(sorted((n, d.table) for n, d in h.dm.items())))
+                    for h in sorted(c.hosts.values(), key=lambda h: h.name) if h.dm)
     return vols, dms
 
 
@@ -184,7 +197,12 @@ def race(state: Path, command: str, hosts: tuple[str, str], rng: random.Random) 
 
 def check_invariant(state: Path, op: str, orig: dict[str, str], context: str,
                     done: bool = False) -> None:
-    c = FakeBackends(str(state), "kvm1", Runner()).cluster
+    with cluster(state) as c:
+        _check_invariant(c, state, op, orig, context, done)
+
+
+def _check_invariant(c, state: Path, op: str, orig: dict[str, str], context: str,
+                     done: bool) -> None:
     assert digest(state, "xd") == orig["xd"] or op == "in-place", context
     # a KVM-side tag always names a clone made for that volume (but mid-abort, which deletes
     # the clone before it puts the KVM volume's tags back: its rerun finishes that)
@@ -214,8 +232,8 @@ def converge(state: Path, command: str, hosts: tuple[str, ...]) -> None:
     for host in dict.fromkeys(hosts):
         rc, out = run(state, command + " --take-over", host)
         assert rc == 0, out
-    left = [n for n, v in FakeBackends(str(state), "kvm1", Runner()).cluster.volumes.items()
-            if naming.claims(v.tags)]
+    with cluster(state) as c:
+        left = [n for n, v in c.volumes.items() if naming.claims(v.tags)]
     assert not left, f"claims left on {left}"
 
 
