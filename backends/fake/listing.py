@@ -33,6 +33,17 @@ class Listing:
         # without them in one block (thousands of times faster), so it is made anew once
         self._holes: set[str] = set()
 
+    def has(self, kind: str) -> bool:
+        """Whether the rows of a kind ("volumes", "snapshots", "attachments") are here."""
+        return (self.attached if kind == "attachments" else self.rows.get(kind)) is not None
+
+    def load(self, kind: str, rows: dict) -> None:
+        """The rows of a kind as read: (size, tags) by name, or the hosts by volume name."""
+        if kind == "attachments":
+            self.attached = rows
+        else:
+            self.rows[kind] = rows
+
     def note(self, kind: str, name: str, doc: Optional[dict], tags: dict[str, str]) -> None:
         """This process wrote a row: keep the listing in step."""
         if kind == "attachments":

@@ -209,21 +209,22 @@ class Cluster:
 
     def volume_list(self) -> dict:
         """What the API's volume list returns, by name; kept between commands (listing.py)."""
-        return self._listed("volumes", "FakeVolume").by_name("volumes")
+        return self._listed("volumes", "FakeVolume")
 
     def snapshot_list(self) -> dict:
-        return self._listed("snapshots", "FakeSnapshot").by_name("snapshots")
+        return self._listed("snapshots", "FakeSnapshot")
 
-    def _listed(self, table: str, kind: str):
+    def _listed(self, table: str, kind: str) -> dict:
         self.db.flush()
         kept = self.db.listing
-        if table not in kept.rows:
+        if not kept.has(table):
             tags = self.db.all_tags(kind)
             rows = self.db.sql(f"SELECT name, json_extract(doc, '$.size_bytes') FROM {table}")
-            kept.rows[table] = {name: (size, tags.get(name, {})) for name, size in rows}
-        if kept.attached is None:
-            kept.attached = {n: tuple(sorted(a)) for n, a in self.attachments.scan().items()}
-        return kept
+            kept.load(table, {name: (size, tags.get(name, {})) for name, size in rows})
+        if not kept.has("attachments"):
+            kept.load("attachments", {n: tuple(sorted(a))
+                                      for n, a in self.attachments.scan().items()})
+        return kept.by_name(table)
 
     def holders(self, host: str, path: str) -> list[str]:
         """What holds a device open on a host: dm devices mapping it, VMs running on it. The

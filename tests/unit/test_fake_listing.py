@@ -10,8 +10,8 @@ from xen2kvm.backends.fake.listing import Listing
 def test_the_patched_listing_equals_a_fresh_one_after_every_change():
     rng = random.Random(3)
     kept = Listing()
-    kept.rows = {"volumes": {}, "snapshots": {}}
-    kept.attached = {}
+    for kind in ("volumes", "snapshots", "attachments"):
+        kept.load(kind, {})
     for step in range(2000):
         kind = rng.choice(["volumes", "snapshots", "attachments"])
         name = f"n{rng.randrange(60):02d}"
