@@ -17,7 +17,7 @@ from .world import World
 def plan_cleanup(w: World, vm: Optional[str]) -> Plan:
     if vm:
         nm.check_vm(vm)
-    own = sorted((v for role in nm.OWN_ROLES for v in w.own(role)), key=lambda v: v.name)
+    own = w.own(*nm.OWN_ROLES)
     kvms = {v.tags.get(nm.TAG_KVM) for v in own}
     plan = Plan()
     victims = []

@@ -184,8 +184,7 @@ def plan_release(w: World, vm: str) -> Plan:
             after = w.paths.volume(d.kvm) if d.phase == Phase.MIGRATED else "the raid1 again"
             plan.notes.append(f"{vm} {disk}: {d.phase}; after the reboot the VM uses {after}")
     still_used = {word for n, t in w.dm.items() if n not in removed for word in t.split()}
-    own = [*w.own(nm.ROLE_CLONE), *w.own(nm.ROLE_META)]
-    for v in sorted(own, key=lambda v: v.name):
+    for v in w.own(nm.ROLE_CLONE, nm.ROLE_META):
         if w.host in v.attached and w.paths.volume(v.name) not in still_used:
             plan.add(s.Detach(v.name, w.host, w.client))
     if not plan.steps:

@@ -151,7 +151,7 @@ def finished(w: World, g: Group) -> bool:
 def _unfinished(w: World) -> set[str]:
     """The KVM volumes that still have a clone or metadata volume of this tool not yet
     handed over to their VM (no `vs=` tag)."""
-    return {v.tags.get(nm.TAG_KVM, "") for v in (*w.own(nm.ROLE_CLONE), *w.own(nm.ROLE_META))
+    return {v.tags.get(nm.TAG_KVM, "") for v in w.own(nm.ROLE_CLONE, nm.ROLE_META)
             if not v.tags.get(nm.TAG_VS)}
 
 

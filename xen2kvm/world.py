@@ -140,9 +140,10 @@ class World:
     def get(self, name: str) -> Optional[Volume]:
         return self.volumes.get(name)
 
-    def own(self, role: str) -> list[Volume]:
-        """The tool's volumes of one role, by name."""
-        return [self.volumes[n] for n in self.tagged("volumes", nm.TAG_ROLE).get(role, ())]
+    def own(self, *roles: str) -> list[Volume]:
+        """The tool's volumes of these roles, by name."""
+        by_role = self.tagged("volumes", nm.TAG_ROLE)
+        return [self.volumes[n] for n in sorted(n for r in roles for n in by_role.get(r, ()))]
 
     def dm_using(self, volume: str) -> list[str]:
         path = self.paths.volume(volume)
@@ -182,7 +183,7 @@ class World:
 
     def _disks(self) -> list[Disk]:
         out = []
-        for clone in sorted(self.own(nm.ROLE_CLONE), key=lambda v: v.name):
+        for clone in self.own(nm.ROLE_CLONE):
             t = clone.tags
             d = Disk(kvm=t.get(nm.TAG_KVM, ""), xen=nm.xen_of_clone(clone.name),
                      clone=clone.name, n=int(t.get(nm.TAG_N, "0")),

@@ -259,7 +259,3 @@ class Db:
         self.conn, self.path, self.listing = other.conn, other.path, other.listing
         self.listing.reset()
 
-    def close(self) -> None:
-        self.begin()
-        self.commit()
-        self.park()

@@ -105,4 +105,6 @@ def for_file(path: str) -> Listing:
     """The listing of one database file in this process (an in-memory database has its own)."""
     if path == ":memory:":
         return Listing()
-    return _BY_FILE.setdefault(path, Listing())
+    if path not in _BY_FILE:
+        _BY_FILE[path] = Listing()
+    return _BY_FILE[path]

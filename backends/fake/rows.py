@@ -59,9 +59,6 @@ class Table(MutableMapping):
         faster to make than its JSON, and a flush compares every row a call read."""
         return None if obj is None else repr(self.codec.encode(obj))
 
-    def _text(self, obj: Any) -> Optional[str]:
-        return None if obj is None else json.dumps(self.codec.encode(obj), sort_keys=True)
-
     def _decode(self, name: str, text: str, tags: Optional[dict] = None) -> Any:
         try:
             doc = json.loads(text)
@@ -130,19 +127,20 @@ class Table(MutableMapping):
         if not self._cache and not self._loaded:  # most calls touch a few of the tables
             return
         for name in set(self._loaded) | set(self._cache):
-            seen = self._fingerprint(self._cache.get(name))
+            obj = self._cache.get(name)
+            doc = None if obj is None else self.codec.encode(obj)  # a new dict: ours to change
+            seen = None if doc is None else repr(doc)
             if seen != self._loaded.get(name):
-                self._write(name, self._text(self._cache.get(name)))
+                self._write(name, doc)
                 self._loaded[name] = seen
 
-    def _write(self, name: str, text: Optional[str]) -> None:
-        if text is None:
+    def _write(self, name: str, doc: Optional[dict]) -> None:
+        if doc is None:
             self.db.sql(f"DELETE FROM {self.kind} WHERE scope=? AND name=?", (self.scope, name))
             if self.codec.tags:
                 self.db.set_tags(self.codec.tags, name, {})
             self.db.listing.note(self.kind, name, None, {})
             return
-        doc = json.loads(text)
         tags = doc.pop("tags", {}) if self.codec.tags else {}
         self.db.listing.note(self.kind, name, doc, tags)
         self.db.sql(f"INSERT OR REPLACE INTO {self.kind} VALUES (?, ?, ?, ?)",
