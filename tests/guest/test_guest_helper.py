@@ -189,6 +189,21 @@ def test_refusals_change_nothing(tmp_path, capsys):
     assert rc == 3 and "does not exist" in err
 
 
+def test_a_read_only_loop_device_left_on_the_image_does_not_make_the_change_read_only(
+        tmp_path, capsys):
+    # what CI once met: the planning mount's read-only loop device, not yet detached by the
+    # kernel, was reused by "mount -o loop" for the writing mount, which came up read-only
+    img = image(tmp_path, "centos7")
+    loop = subprocess.run(["losetup", "-r", "-f", "--show", img], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    try:
+        rc, out, err = run(img, capsys=capsys)
+    finally:
+        subprocess.run(["losetup", "-d", loop], check=True)
+    assert rc == 0, err
+    assert "+++ b/etc/fstab" in out and "UUID=" in cat(img, "/etc/fstab")
+
+
 def test_edits_are_idempotent():
     text = "/dev/xvda1 / ext4 defaults 0 1\n/dev/xvdb1 swap swap sw 0 0\n"
     once = edits.fstab(text, "UUID=x")

@@ -224,19 +224,42 @@ def mounted(device: str, runner: Runner, writable: bool) -> Iterator[tuple[Path,
         raise PlanError(f"{device} holds no ext2/3/4 or xfs filesystem "
                         f"({fstype or 'nothing recognisable'}); is it a XEN guest's root?")
     opts = ["rw"] if writable else ["ro", "norecovery" if fstype == "xfs" else "noload"]
-    if os.path.isfile(device):
-        opts.append("loop")
-    mnt = Path(tempfile.mkdtemp(prefix="xen2kvm-guest-"))
-    res = runner.run(["mount", "-t", fstype, "-o", ",".join(opts), device, str(mnt)],
-                     check=False)
+    with _block_device(device, runner, writable) as source:
+        mnt = Path(tempfile.mkdtemp(prefix="xen2kvm-guest-"))
+        # -w: a device the kernel will not write fails here instead of mounting read-only
+        res = runner.run(["mount", "-w" if writable else "-r", "-t", fstype,
+                          "-o", ",".join(opts), source, str(mnt)], check=False)
+        if res.rc != 0:
+            mnt.rmdir()
+            raise PlanError(f"cannot mount {device}: {res.last_line('mount failed')}")
+        try:
+            if writable and os.statvfs(mnt).f_flag & os.ST_RDONLY:
+                raise PlanError(f"{device} was mounted read-only by the kernel; it cannot be "
+                                "changed")
+            yield mnt, info.get("UUID", ""), info.get("LABEL", "")
+        finally:
+            runner.run(["umount", str(mnt)], check=False)
+            mnt.rmdir()
+
+
+@contextlib.contextmanager
+def _block_device(device: str, runner: Runner, writable: bool) -> Iterator[str]:
+    """A file gets a loop device of its own, attached here and detached after use.
+
+    mount's "-o loop" reuses a loop device already attached to the same file; a read-only
+    one left by the planning mount (the kernel detaches it lazily) made the writing mount
+    read-only.
+    """
+    if not os.path.isfile(device):
+        yield device
+        return
+    argv = ["losetup", "--find", "--show", *([] if writable else ["--read-only"]), device]
+    res = runner.run(argv, check=False)
     if res.rc != 0:
-        mnt.rmdir()
-        raise PlanError(f"cannot mount {device}: {res.last_line('mount failed')}")
+        raise PlanError(f"cannot attach {device} to a loop device: "
+                        f"{res.last_line('losetup failed')}")
+    loop = res.stdout.strip()
     try:
-        if writable and os.statvfs(mnt).f_flag & os.ST_RDONLY:
-            raise PlanError(f"{device} was mounted read-only by the kernel; it cannot be "
-                            "changed")
-        yield mnt, info.get("UUID", ""), info.get("LABEL", "")
+        yield loop
     finally:
-        runner.run(["umount", str(mnt)], check=False)
-        mnt.rmdir()
+        runner.run(["losetup", "--detach", loop], check=False)
