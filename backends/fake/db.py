@@ -20,7 +20,7 @@ from .rows import Codec, Table
 
 DB_FILE = "cluster.db"
 BUSY_SECONDS = 600  # a writer waits this long for another process's call to finish
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SCOPED = ("dm",)
 TABLES = ("volumes", "snapshots", "attachments", "hosts", "dm", "vms", "meta")
 
@@ -71,6 +71,13 @@ WHEN OLD.store IN (SELECT store FROM counted) BEGIN
 END;
 CREATE TABLE IF NOT EXISTS serial (id INTEGER PRIMARY KEY CHECK (id = 0), n INTEGER);
 INSERT OR IGNORE INTO serial VALUES (0, 0);
+CREATE INDEX IF NOT EXISTS extents_blob ON extents (blob);
+CREATE TABLE IF NOT EXISTS loose (blob INTEGER PRIMARY KEY);
+CREATE TRIGGER IF NOT EXISTS extent_loose AFTER DELETE ON extents BEGIN
+  INSERT OR IGNORE INTO loose VALUES (OLD.blob);
+END;
+INSERT OR IGNORE INTO loose SELECT id FROM blobs
+  WHERE NOT EXISTS (SELECT 1 FROM extents WHERE blob = blobs.id);
 """
 
 
@@ -223,6 +230,7 @@ class Db:
         finally:
             self._forget()
             if self.wrote:  # every writing call tells the other processes' listings
+                self._collect()
                 self.sql("UPDATE serial SET n = n + 1")
                 self.listing.serial = self.sql("SELECT n FROM serial").fetchone()[0]
             self.in_txn = False
@@ -230,6 +238,18 @@ class Db:
                 self.sql("COMMIT")
             finally:
                 self._queue(fcntl.LOCK_UN)
+
+    def _collect(self) -> None:
+        """Delete the blobs this call left without an extent. It is done at commit, not by a
+        trigger on the delete, because a split deletes an extent before it puts its pieces back.
+        The newest blob waits in `loose` for a newer one: SQLite would give its id to the
+        next blob, and an id is what says two extents hold the same bytes
+        (FakeHost.first_difference)."""
+        if self.sql("SELECT 1 FROM loose LIMIT 1").fetchone():
+            newest = self.sql("SELECT max(id) FROM blobs").fetchone()[0]
+            self.sql("DELETE FROM blobs WHERE id IN (SELECT blob FROM loose) AND id < ? AND "
+                     "NOT EXISTS (SELECT 1 FROM extents WHERE blob = blobs.id)", (newest,))
+            self.sql("DELETE FROM loose WHERE blob < ?", (newest,))
 
     def rollback(self) -> None:
         self.in_txn = False

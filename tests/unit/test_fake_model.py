@@ -137,6 +137,66 @@ def test_extent_store_reads_back_shares_copies_and_keeps_holes_free():
     assert s.digest() != copy.digest()
 
 
+def _blobs(path) -> dict[int, bytes]:
+    import sqlite3
+    conn = sqlite3.connect(path)
+    try:
+        return dict(conn.execute("SELECT id, data FROM blobs").fetchall())
+    finally:
+        conn.close()
+
+
+def test_data_no_extent_refers_to_is_deleted_at_the_end_of_the_call(tmp_path):
+    path = str(tmp_path / "c.db")
+    db = Db(path)
+    db.begin()
+    vol = ExtentStore.new(db)
+    vol.write(0, b"a" * 1000)
+    snap = vol.copy(counted=False)
+    vol.write(0, b"b" * 1000)  # the a's live on in the snapshot
+    db.commit()
+    assert sorted(_blobs(path).values()) == [b"a" * 1000, b"b" * 1000]
+    db.begin()
+    vol.write(500, b"c" * 10)  # a split: the b's extent goes, and two pieces of it come back
+    snap.drop()
+    db.commit()
+    assert sorted(_blobs(path).values()) == [b"b" * 1000, b"c" * 10]
+    assert vol.read(0, 1000) == b"b" * 500 + b"c" * 10 + b"b" * 490
+    db.begin()
+    vol.drop()
+    db.commit()
+    # the newest blob waits: SQLite would give its id to the next one
+    newest = max(_blobs(path))
+    assert list(_blobs(path).values()) == [b"c" * 10]
+    db.begin()
+    ExtentStore.new(db).write(0, b"d")
+    db.commit()
+    assert [(i > newest, data) for i, data in _blobs(path).items()] == [(True, b"d")]
+    db.park()
+
+
+def test_a_state_file_from_before_the_collection_loses_its_dead_data_at_the_next_call(
+        tmp_path):
+    import sqlite3
+    path = str(tmp_path / "c.db")
+    db = Db(path)
+    db.begin()
+    ExtentStore.new(db).write(0, b"live")
+    db.commit()
+    db.park()
+    old = sqlite3.connect(path)  # as the previous version left it: dead data, no collection
+    old.executescript("DROP TRIGGER extent_loose; DROP TABLE loose; DROP INDEX extents_blob; "
+                      "INSERT INTO blobs (size, data) VALUES (4, x'64656164'); "
+                      "PRAGMA user_version=1;")
+    old.close()
+    db = Db(path)
+    db.begin()
+    ExtentStore.new(db).write(0, b"new")
+    db.commit()
+    db.park()
+    assert sorted(_blobs(path).values()) == [b"live", b"new"]
+
+
 def test_a_listing_kept_between_commands_sees_another_process_write(tmp_path):
     """The process keeps its volume list between commands (listing.py); a change another
     process commits in between must show in the next list, never a stale one."""
