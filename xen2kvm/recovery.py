@@ -9,7 +9,7 @@ second, later point of already-changed data (the first one wins).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterable, Optional, Sequence
 
 from . import naming as nm
@@ -19,14 +19,15 @@ from .phases import Phase
 from .world import World
 
 
-@dataclass
+@dataclass(frozen=True)
 class Group:
-    """The recovery points (and abort's undo points) of one migration."""
+    """The recovery points (and abort's undo points) of one migration. Frozen, and tuples:
+    a world's groups are handed to the next world of the process (World.memo)."""
 
     migration: str
     gen: int
-    points: list[Snapshot] = field(default_factory=list)
-    undos: list[Snapshot] = field(default_factory=list)
+    points: tuple[Snapshot, ...] = ()
+    undos: tuple[Snapshot, ...] = ()
 
     @property
     def case1(self) -> bool:
@@ -66,7 +67,7 @@ def groups(w: World) -> list[Group]:
 
 def _groups(w: World, names: Optional[Iterable[str]] = None) -> list[Group]:
     """The groups of the snapshots named (all of them by default), oldest generation first."""
-    by_key: dict[tuple[str, int], Group] = {}
+    by_key: dict[tuple[str, int], tuple[list[Snapshot], list[Snapshot]]] = {}
     roles = (nm.ROLE_RP, nm.ROLE_UNDO)
     snaps = w.snapshots.values() if names is None else (w.snapshots[n] for n in names)
     for snap in snaps:
@@ -75,14 +76,12 @@ def _groups(w: World, names: Optional[Iterable[str]] = None) -> list[Group]:
         if role not in roles or not t.get(nm.TAG_RP_MIGRATION):
             continue
         key = (t[nm.TAG_RP_MIGRATION], int(t.get(nm.TAG_RP_GEN, "0")))
-        g = by_key.get(key)
-        if g is None:
-            g = by_key[key] = Group(*key)
-        (g.points if role == nm.ROLE_RP else g.undos).append(snap)
-    for g in by_key.values():  # by name within a group: a few each, not all of them sorted
-        g.points.sort(key=lambda x: x.name)
-        g.undos.sort(key=lambda x: x.name)
-    return sorted(by_key.values(), key=lambda g: (g.migration, g.gen))
+        points, undos = by_key.setdefault(key, ([], []))
+        (points if role == nm.ROLE_RP else undos).append(snap)
+    # by name within a group: a few each, not all of them sorted
+    return [Group(m, gen, tuple(sorted(points, key=lambda x: x.name)),
+                  tuple(sorted(undos, key=lambda x: x.name)))
+            for (m, gen), (points, undos) in sorted(by_key.items())]
 
 
 def latest(w: World, migration: str) -> Optional[Group]:
