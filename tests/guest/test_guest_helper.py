@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
 import subprocess
+from typing import Iterator
 
 import pytest
 
@@ -51,6 +53,17 @@ def link(img: str, path: str) -> str:
 
 def sha(img: str) -> str:
     return hashlib.sha256(open(img, "rb").read()).hexdigest()
+
+
+@contextlib.contextmanager
+def read_only_loop(img: str) -> Iterator[str]:
+    """A read-only loop device on the image while the block runs."""
+    loop = subprocess.run(["losetup", "-r", "-f", "--show", img], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    try:
+        yield loop
+    finally:
+        subprocess.run(["losetup", "-d", loop], check=True)
 
 
 def run(img: str, *flags: str, capsys=None) -> tuple[int, str, str]:
@@ -177,12 +190,8 @@ def test_refusals_change_nothing(tmp_path, capsys):
     assert rc == 3 and "no ext2/3/4 or xfs filesystem" in err
     good = image(tmp_path, "centos7")
     before = sha(good)
-    loop = subprocess.run(["losetup", "-r", "-f", "--show", good], capture_output=True,
-                          text=True, check=True).stdout.strip()
-    try:
+    with read_only_loop(good) as loop:
         rc, _, err = run(loop, capsys=capsys)
-    finally:
-        subprocess.run(["losetup", "-d", loop], check=True)
     assert rc == 3 and "cannot be opened read-write" in err and err.count("\n") == 1
     assert sha(good) == before
     rc, _, err = run(str(tmp_path / "nosuch"), capsys=capsys)
@@ -194,12 +203,8 @@ def test_a_read_only_loop_device_left_on_the_image_does_not_make_the_change_read
     # what CI once met: the planning mount's read-only loop device, not yet detached by the
     # kernel, was reused by "mount -o loop" for the writing mount, which came up read-only
     img = image(tmp_path, "centos7")
-    loop = subprocess.run(["losetup", "-r", "-f", "--show", img], capture_output=True,
-                          text=True, check=True).stdout.strip()
-    try:
+    with read_only_loop(img):
         rc, out, err = run(img, capsys=capsys)
-    finally:
-        subprocess.run(["losetup", "-d", loop], check=True)
     assert rc == 0, err
     assert "+++ b/etc/fstab" in out and "UUID=" in cat(img, "/etc/fstab")
 
