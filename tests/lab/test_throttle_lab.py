@@ -150,8 +150,10 @@ def test_tune_sweep_prints_the_fastest_setting_and_leaves_the_host_unchanged(lab
     times = {line.split()[0]: float(line.split()[-2]) for line in r.out.splitlines()
              if line.startswith("  min=")}
     assert len(times) == 4, r.out
-    fastest = min(times, key=times.get)
-    assert f"best: {fastest} " in r.out
+    # the times print to 1/100 s and the tool compares them unrounded: a tie in print may go
+    # either way (CI once printed 0.42 s for two settings and took the second)
+    fastest = [label for label, t in times.items() if t == min(times.values())]
+    assert any(f"best: {label} " in r.out for label in fastest), r.out
     assert {k: rig.sysctl(k) for k in OPERATOR} == OPERATOR
     assert not os.listdir(scratch) and "x2k-sweep" not in rig.dm_tables()
     assert subprocess.run(["losetup", "-a"], capture_output=True, text=True).stdout == loops
